@@ -1,0 +1,75 @@
+"""Activities that write the SQL read model: transitions and the exchange timeline."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from api.db import session_scope
+from api.models import Exchange, ExchangeEvent, utcnow
+
+
+@dataclass(frozen=True)
+class RecordEventInput:
+    exchange_id: int
+    event_key: str
+    kind: str
+    actor: str = "system"
+    detail: dict[str, Any] = field(default_factory=dict)
+    at: datetime | None = None
+    status: str | None = None
+    outcome: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordEventOutput:
+    recorded: bool
+
+
+class RecordActivities:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @activity.defn(name="record_event")
+    def record_event(self, data: RecordEventInput) -> RecordEventOutput:
+        """Append one timeline event and move the exchange's status, once per event key."""
+        try:
+            with session_scope(self._engine) as session:
+                if session.exec(
+                    select(ExchangeEvent.id).where(ExchangeEvent.event_key == data.event_key)
+                ).first():
+                    return RecordEventOutput(recorded=False)
+                exchange = session.get(Exchange, data.exchange_id)
+                if exchange is None:
+                    raise ApplicationError(
+                        f"exchange {data.exchange_id} does not exist",
+                        type="UnknownExchange",
+                        non_retryable=True,
+                    )
+                at = data.at or utcnow()
+                session.add(
+                    ExchangeEvent(
+                        exchange_id=data.exchange_id,
+                        event_key=data.event_key,
+                        at=at,
+                        kind=data.kind,
+                        actor=data.actor,
+                        detail=data.detail,
+                    )
+                )
+                if data.status is not None:
+                    exchange.status = data.status
+                if data.outcome is not None:
+                    exchange.outcome = data.outcome
+                    exchange.closed_at = exchange.closed_at or at
+                exchange.updated_at = at
+                session.add(exchange)
+        except IntegrityError:
+            # A concurrent attempt with the same key won the insert: the event is recorded.
+            return RecordEventOutput(recorded=False)
+        return RecordEventOutput(recorded=True)

@@ -1,0 +1,100 @@
+"""Settings, read from the environment and `.env`. Imports no FastAPI: the worker uses it too."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev-secret-key"})
+
+SQLITE_DEFAULT = "sqlite:///.data/app.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    ce4big_env: Literal["development", "test", "production"] = "development"
+    database_url: str = SQLITE_DEFAULT
+
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "ce4big-exchange"
+    temporal_dev_port: int = Field(7233, ge=1, le=65535)
+    temporal_ui_port: int = Field(8233, ge=1, le=65535)
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(1025, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: bool = False
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(30.0, gt=0)
+    mail_from: str = "CE4BIG Exchange <exchange@ce4big.example>"
+
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr = SecretStr("change-me")
+    ce4big_host: str = "127.0.0.1"
+    ce4big_port: int = Field(8000, ge=1, le=65535)
+    ce4big_time_scale: float = Field(1.0, gt=0)
+    data_dir: Path = Path(".data")
+
+    api_token_days: int = Field(90, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    catalogue_max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    fairness_open_introductions: int = Field(3, ge=1)
+    fairness_decline_days: int = Field(180, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("BASE_URL must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("temporal_address", "smtp_host", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _no_placeholder_secret_outside_development(self) -> "Settings":
+        if (
+            self.ce4big_env != "development"
+            and self.secret_key.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS
+        ):
+            raise ValueError("SECRET_KEY is a placeholder: set a random value outside development")
+        if self.smtp_tls and self.smtp_starttls:
+            raise ValueError("SMTP_TLS and SMTP_STARTTLS are exclusive: choose one")
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.ce4big_env == "development"
+
+    @property
+    def embedded_temporal(self) -> bool:
+        return self.temporal_address is None
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_dev_port}"
+
+    @property
+    def embedded_smtp(self) -> bool:
+        return self.smtp_host is None
+
+    @property
+    def smtp_target(self) -> tuple[str, int]:
+        return (self.smtp_host or "127.0.0.1", self.smtp_port)
+
+    def scaled_seconds(self, seconds: float) -> float:
+        return seconds / self.ce4big_time_scale
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

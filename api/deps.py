@@ -1,0 +1,82 @@
+"""FastAPI dependencies as Annotated aliases: the one place lookups that can 401/403/404 live."""
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlmodel import Session
+from temporalio.client import Client
+
+from api.config import Settings
+from api.domain import Role
+from api.errors import Forbidden, Unauthorized
+from api.models import User, utcnow
+from api.security import get_user_by_api_token
+from api.temporal import TemporalConnector
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+    # The request owns the commit: a route that raises leaves nothing half-written.
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+async def get_temporal(request: Request) -> Client:
+    connector: TemporalConnector = request.app.state.temporal
+    return await connector.client()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def get_current_user(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    user = get_user_by_api_token(session=session, plain=credentials.credentials, now=utcnow())
+    if user is None:
+        raise Unauthorized("invalid, expired or revoked token")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_roles(*roles: Role) -> Callable[[User], User]:
+    allowed = frozenset(roles)
+
+    def check(user: CurrentUser) -> User:
+        if user.role not in allowed:
+            names = ", ".join(sorted(allowed))
+            raise Forbidden(f"this needs one of the roles: {names}")
+        return user
+
+    return check
+
+
+StaffUser = Annotated[User, Depends(require_roles(Role.BROKER, Role.MANAGER, Role.ADMIN))]
+ManagerUser = Annotated[User, Depends(require_roles(Role.MANAGER, Role.ADMIN))]
+AdminUser = Annotated[User, Depends(require_roles(Role.ADMIN))]

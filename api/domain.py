@@ -1,0 +1,96 @@
+"""Reference data and closed vocabularies shared by the API, the worker and the CLI."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    id: str
+    name: str
+    city: str
+    country: str
+    timezone: str
+    language: str
+
+
+CLUSTERS: tuple[ClusterInfo, ...] = (
+    ClusterInfo("atlanpole", "Atlanpole Biotherapies", "Nantes", "FR", "Europe/Paris", "fr"),
+    ClusterInfo("biowin", "BioWin", "Wallonia", "BE", "Europe/Brussels", "fr"),
+    ClusterInfo("biom", "BioM", "Martinsried/Munich", "DE", "Europe/Berlin", "de"),
+    ClusterInfo("klsk", "Klaster LifeScience Kraków", "Kraków", "PL", "Europe/Warsaw", "pl"),
+)
+CLUSTER_IDS = frozenset(c.id for c in CLUSTERS)
+CLUSTERS_BY_ID = {c.id: c for c in CLUSTERS}
+
+LANGUAGES = ("en", "fr", "de", "pl")
+
+
+class Role(StrEnum):
+    SME = "sme"
+    BROKER = "broker"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+class OrganisationKind(StrEnum):
+    SME = "sme"
+    CRO = "cro"
+    CDMO = "cdmo"
+    ACADEMIC_LAB = "academic_lab"
+    CORE_FACILITY = "core_facility"
+    HOSPITAL = "hospital"
+    LARGE_COMPANY = "large_company"
+    PLATFORM = "platform"
+
+
+CERTIFICATIONS = (
+    "GLP",
+    "GMP",
+    "GCP",
+    "GDP",
+    "ISO 9001",
+    "ISO 13485",
+    "ISO 15189",
+    "ISO/IEC 17025",
+    "ISO 27001",
+    "AAALAC",
+)
+
+
+class CooperationType(StrEnum):
+    SERVICE_AGREEMENT = "service_agreement"
+    SUBCONTRACTING = "subcontracting"
+    RESEARCH_COOPERATION = "research_cooperation"
+    TECHNICAL_COOPERATION = "technical_cooperation"
+    COMMERCIAL_AGREEMENT = "commercial_agreement"
+    LICENSING = "licensing"
+    JOINT_EU_PROJECT = "joint_eu_project"
+
+
+class MeetingFormat(StrEnum):
+    VIDEO = "video"
+    IN_PERSON = "in_person"
+    PHONE = "phone"
+    ANY = "any"
+
+
+class Stage(StrEnum):
+    VETTING = "vetting"
+    CHANGES_REQUESTED = "changes_requested"
+    MATCHING = "matching"
+    HOST_REVIEW = "host_review"
+    INTRODUCTION = "introduction"
+    SCHEDULING = "scheduling"
+    MEETING_SCHEDULED = "meeting_scheduled"
+    FOLLOW_UP = "follow_up"
+    CLOSED = "closed"
+
+
+class Outcome(StrEnum):
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+    CANCELLED = "cancelled"
+    NO_PARTNER = "no_partner"
+    EXPIRED = "expired"

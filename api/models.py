@@ -1,0 +1,174 @@
+"""Database tables and their public shapes. Imports no FastAPI: the worker uses it too.
+
+Table models (``table=True``) never travel in Temporal payloads; workflows carry ids.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json_list() -> Any:
+    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class Cluster(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=120)
+    city: str = Field(max_length=120)
+    country: str = Field(max_length=2)
+    timezone: str = Field(max_length=64)
+    language: str = Field(max_length=5)
+
+
+class ClusterPublic(SQLModel):
+    id: str
+    name: str
+    city: str
+    country: str
+    timezone: str
+    language: str
+
+
+class OrganisationBase(SQLModel):
+    name: str = Field(max_length=200, index=True)
+    cluster_id: str = Field(foreign_key="cluster.id", index=True, max_length=32)
+    kind: str = Field(max_length=32, index=True)
+    country: str = Field(max_length=2)
+    city: str = Field(default="", max_length=120)
+    website: str = Field(default="", max_length=300)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False))
+    accepting_new_projects: bool = True
+
+
+class Organisation(OrganisationBase, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    services: list[str] = _json_list()
+    technologies: list[str] = _json_list()
+    therapeutic_areas: list[str] = _json_list()
+    modalities: list[str] = _json_list()
+    stages: list[str] = _json_list()
+    certifications: list[str] = _json_list()
+    languages: list[str] = _json_list()
+    contact_name: str = Field(default="", max_length=200)
+    contact_email: str = Field(default="", max_length=254)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254, unique=True, index=True)
+    name: str = Field(default="", max_length=200)
+    role: str = Field(max_length=16)
+    cluster_id: str | None = Field(default=None, foreign_key="cluster.id", max_length=32)
+    organisation_id: str | None = Field(
+        default=None, foreign_key="organisation.id", max_length=64, index=True
+    )
+    language: str | None = Field(default=None, max_length=5)
+    timezone: str | None = Field(default=None, max_length=64)
+    is_active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UserPublic(SQLModel):
+    id: int
+    email: str
+    name: str
+    role: str
+    cluster_id: str | None
+    organisation_id: str | None
+    language: str | None
+    timezone: str | None
+
+
+class ApiToken(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(default="", max_length=100)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class Exchange(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=200)
+    description: str = Field(sa_column=Column(Text, nullable=False))
+    requester_id: int = Field(foreign_key="user.id", index=True)
+    organisation_id: str | None = Field(default=None, foreign_key="organisation.id", max_length=64)
+    home_cluster: str = Field(foreign_key="cluster.id", max_length=32, index=True)
+    target_clusters: list[str] = _json_list()
+    partner_kinds: list[str] = _json_list()
+    required_certifications: list[str] = _json_list()
+    cooperation_type: str = Field(max_length=40)
+    meeting_format: str = Field(default="any", max_length=20)
+    languages: list[str] = _json_list()
+    status: str = Field(default="vetting", max_length=32, index=True)
+    outcome: str | None = Field(default=None, max_length=32)
+    workflow_id: str | None = Field(default=None, max_length=100)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+    closed_at: datetime | None = None
+
+    __table_args__ = (UniqueConstraint("requester_id", "idempotency_key"),)
+
+
+class ExchangeEvent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    exchange_id: int = Field(foreign_key="exchange.id", index=True)
+    # Set by the workflow so that a retried activity records the event once.
+    event_key: str = Field(max_length=200, unique=True)
+    at: datetime = Field(default_factory=utcnow)
+    kind: str = Field(max_length=64)
+    actor: str = Field(default="system", max_length=254)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ActionToken(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    # The workflow's key for this token, so a retried issue activity reuses the row.
+    issue_key: str = Field(max_length=200, unique=True)
+    exchange_id: int = Field(foreign_key="exchange.id", index=True)
+    recipient: str = Field(max_length=254)
+    action: str = Field(max_length=40)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class EmailLog(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=200, unique=True, index=True)
+    exchange_id: int | None = Field(default=None, foreign_key="exchange.id", index=True)
+    recipient: str = Field(max_length=254)
+    kind: str = Field(max_length=64)
+    language: str = Field(default="en", max_length=5)
+    subject: str = Field(default="", max_length=300)
+    message_id: str = Field(default="", max_length=300)
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class DevMessage(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(default_factory=utcnow)
+    mail_from: str = Field(default="", max_length=300)
+    recipients: list[str] = _json_list()
+    subject: str = Field(default="", max_length=300)
+    message_id: str = Field(default="", max_length=300)
+    raw: str = Field(sa_column=Column(Text, nullable=False))

@@ -1,0 +1,114 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL), Temporal environments, settings."""
+
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, MetaData, text
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, SQLModel
+from temporalio.testing import WorkflowEnvironment
+
+import api.models  # noqa: F401  (registers the tables)
+from api.config import Settings
+from api.db import make_engine, upgrade_database
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Reference data that migrations insert; everything else is emptied between tests.
+KEEP_TABLES = frozenset({"cluster", "alembic_version"})
+
+
+def venv_binary(name: str) -> str:
+    """A binary that pip put next to the interpreter; the SDK must never download one."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: install the dev extra (make test does it)")
+    return str(path)
+
+
+def make_settings(database_url: str = "sqlite://", **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "ce4big_env": "test",
+        "database_url": database_url,
+        "secret_key": "test-secret-" + uuid.uuid4().hex,
+        "base_url": "http://testserver",
+        "temporal_task_queue": f"test-{uuid.uuid4()}",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def _reset_postgres(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        metadata = MetaData()
+        metadata.reflect(connection)
+        metadata.drop_all(connection)
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'app.db'}"
+    else:
+        url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+        try:
+            _reset_postgres(url)
+        except OperationalError as exc:
+            if os.environ.get("CE4BIG_REQUIRE_POSTGRES"):
+                raise
+            pytest.skip(f"no PostgreSQL answers at {url}: {exc.orig}")
+    upgrade_database(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Engine]:
+    """The migrated database, emptied of everything but reference data after the test."""
+    yield engine
+    tables = [t for t in reversed(SQLModel.metadata.sorted_tables) if t.name not in KEEP_TABLES]
+    with engine.begin() as connection:
+        for table in tables:
+            connection.execute(table.delete())
+
+
+@pytest.fixture
+def session(db: Engine) -> Iterator[Session]:
+    with Session(db, expire_on_commit=False) as session:
+        yield session
+
+
+@pytest.fixture
+def settings(db: Engine) -> Settings:
+    return make_settings(str(db.url.render_as_string(hide_password=False)))
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=venv_binary("temporal-test-server")
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=venv_binary("temporal"),
+        dev_server_extra_args=["--log-level", "error"],
+    )
+    yield env
+    await env.shutdown()

@@ -1,0 +1,39 @@
+"""Small builders for rows that tests need."""
+
+from sqlmodel import Session
+
+from api.models import Organisation, User
+from api.security import create_api_token
+from api.users import add_user
+
+
+def add_organisation(
+    session: Session, org_id: str, cluster: str, kind: str = "sme", **values: object
+) -> Organisation:
+    organisation = Organisation(
+        id=org_id,
+        name=str(values.pop("name", f"Organisation {org_id}")),
+        cluster_id=cluster,
+        kind=kind,
+        country=str(values.pop("country", "FR")),
+        contact_email=str(values.pop("contact_email", f"contact@{org_id}.example")),
+        **values,
+    )
+    session.add(organisation)
+    session.flush()
+    return organisation
+
+
+def user_with_token(
+    session: Session,
+    email: str,
+    role: str,
+    cluster: str | None = None,
+    organisation: str | None = None,
+) -> tuple[User, str]:
+    user = add_user(
+        session=session, email=email, role=role, cluster_id=cluster, organisation_id=organisation
+    )
+    token = create_api_token(session=session, user=user, days=1)
+    session.commit()
+    return user, token

@@ -1,0 +1,62 @@
+"""The one place the Temporal worker is assembled: client, activities with their dependencies,
+workflows. Run it with `ce4big worker` or `python worker.py`."""
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.records import RecordActivities
+from api.config import Settings, get_settings
+from api.db import make_engine
+from api.temporal import connect_temporal
+
+logger = logging.getLogger("ce4big.worker")
+
+
+def build_worker(
+    client: Client, settings: Settings, engine: Engine, executor: ThreadPoolExecutor
+) -> Worker:
+    records = RecordActivities(engine)
+    return Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[],
+        activities=[records.record_event],
+        activity_executor=executor,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | None = None) -> None:
+    """Run until `stop` is set, then let running activities finish within the grace period."""
+    engine = make_engine(settings.database_url)
+    client = client or await connect_temporal(settings)
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
+        worker = build_worker(client, settings, engine, executor)
+        async with worker:
+            logger.info("worker polling task queue %s", settings.temporal_task_queue)
+            await stop.wait()
+    engine.dispose()
+
+
+async def _main() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_worker(get_settings(), stop)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

@@ -118,6 +118,9 @@ class Exchange(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
     closed_at: datetime | None = None
+    # The recorded result of the follow-up: the survey's answer, then the outcome wave's.
+    result: str | None = Field(default=None, max_length=40)
+    agreement_type: str | None = Field(default=None, max_length=40)
 
     __table_args__ = (UniqueConstraint("requester_id", "idempotency_key"),)
 
@@ -172,3 +175,40 @@ class DevMessage(SQLModel, table=True):
     subject: str = Field(default="", max_length=300)
     message_id: str = Field(default="", max_length=300)
     raw: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ExchangeCandidate(SQLModel, table=True):
+    """One proposed partner of an exchange, from ranking through shortlist, host review and
+    introduction. Open introductions and recent declines here drive the matcher's fairness."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    exchange_id: int = Field(foreign_key="exchange.id", index=True)
+    organisation_id: str = Field(foreign_key="organisation.id", max_length=64, index=True)
+    rank: int
+    score: float
+    reasons: list[str] = _json_list()
+    shortlist_position: int | None = None
+    # host review: pending | endorsed | vetoed | consented (silence until the deadline)
+    host_decision: str | None = Field(default=None, max_length=16)
+    # introduction: asked | accepted | declined | no_answer | withdrawn
+    intro_status: str | None = Field(default=None, max_length=16, index=True)
+    intro_reason: str | None = Field(default=None, max_length=1000)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    __table_args__ = (UniqueConstraint("exchange_id", "organisation_id"),)
+
+
+class SurveyResponse(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    exchange_id: int = Field(foreign_key="exchange.id", index=True)
+    # requester | partner; one answer per side and wave
+    respondent: str = Field(max_length=16)
+    wave: str = Field(default="survey", max_length=16)
+    outcome: str = Field(max_length=40)
+    satisfaction: int | None = None
+    recommend: int | None = None
+    agreement_type: str | None = Field(default=None, max_length=40)
+    comment: str = Field(default="", max_length=2000)
+    at: datetime = Field(default_factory=utcnow)
+
+    __table_args__ = (UniqueConstraint("exchange_id", "respondent", "wave"),)

@@ -47,6 +47,28 @@ class Settings(BaseSettings):
     fairness_open_introductions: int = Field(3, ge=1)
     fairness_decline_days: int = Field(180, ge=0)
 
+    # Lifecycle timing, in days unless named otherwise; every one is divided by the time scale
+    # and snapshotted into each exchange's workflow when it starts.
+    vetting_reminder_days: float = Field(2, gt=0)
+    vetting_escalation_days: float = Field(5, gt=0)
+    changes_reminder_days: float = Field(7, gt=0)
+    changes_expiry_days: float = Field(21, gt=0)
+    shortlist_reminder_days: float = Field(2, gt=0)
+    shortlist_escalation_days: float = Field(5, gt=0)
+    host_review_consent_days: float = Field(3, gt=0)
+    partner_reminder_days: float = Field(3, gt=0)
+    partner_deadline_days: float = Field(7, gt=0)
+    scheduling_reminder_days: float = Field(4, gt=0)
+    scheduling_deadline_days: float = Field(10, gt=0)
+    meeting_reminder_hours: float = Field(24, gt=0)
+    survey_delay_days: float = Field(7, gt=0)
+    survey_reminder_days: float = Field(5, gt=0)
+    survey_close_days: float = Field(14, gt=0)
+    outcome_wave_days: float = Field(180, ge=0)
+    outcome_wave_close_days: float = Field(30, gt=0)
+    action_token_days: float = Field(30, gt=0)
+    slot_horizon_days: int = Field(365, ge=1)
+
     @field_validator("base_url")
     @classmethod
     def _absolute_base_url(cls, value: str) -> str:

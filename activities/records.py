@@ -24,6 +24,8 @@ class RecordEventInput:
     at: datetime | None = None
     status: str | None = None
     outcome: str | None = None
+    result: str | None = None
+    agreement_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class RecordActivities:
                 )
                 if data.status is not None:
                     exchange.status = data.status
+                if data.result is not None:
+                    exchange.result = data.result
+                    exchange.agreement_type = data.agreement_type
                 if data.outcome is not None:
                     exchange.outcome = data.outcome
                     exchange.closed_at = exchange.closed_at or at

@@ -5,6 +5,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, MetaData, text
@@ -29,8 +30,8 @@ def venv_binary(name: str) -> str:
     return str(path)
 
 
-def make_settings(database_url: str = "sqlite://", **overrides: object) -> Settings:
-    values: dict[str, object] = {
+def make_settings(database_url: str = "sqlite://", **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
         "ce4big_env": "test",
         "database_url": database_url,
         "secret_key": "test-secret-" + uuid.uuid4().hex,
@@ -38,7 +39,7 @@ def make_settings(database_url: str = "sqlite://", **overrides: object) -> Setti
         "temporal_task_queue": f"test-{uuid.uuid4()}",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def _reset_postgres(url: str) -> None:

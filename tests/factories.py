@@ -1,5 +1,7 @@
 """Small builders for rows that tests need."""
 
+from typing import Any
+
 from sqlmodel import Session
 
 from api.models import Organisation, User
@@ -8,7 +10,7 @@ from api.users import add_user
 
 
 def add_organisation(
-    session: Session, org_id: str, cluster: str, kind: str = "sme", **values: object
+    session: Session, org_id: str, cluster: str, kind: str = "sme", **values: Any
 ) -> Organisation:
     organisation = Organisation(
         id=org_id,

@@ -1,11 +1,13 @@
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
 from api.config import Settings
 
 
-def settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+def settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)
 
 
 class TestSettings:

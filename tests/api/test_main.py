@@ -68,11 +68,9 @@ class TestErrors:
 
 
 class TestAuthentication:
-    async def test_me_with_a_valid_token(
-        self, api_client: ClientFactory, session: Session
-    ) -> None:
+    async def test_me_with_a_valid_token(self, api_client: ClientFactory, session: Session) -> None:
         add_organisation(session, "org-1", "biom")
-        user, token = user_with_token(session, "anna@org-1.example", "sme", organisation="org-1")
+        _, token = user_with_token(session, "anna@org-1.example", "sme", organisation="org-1")
         async with api_client() as client:
             response = await client.get("/api/v1/me", headers=bearer(token))
         assert response.status_code == 200

@@ -1,4 +1,5 @@
-"""E-mail errors, typed once; the `send_email` activity maps them to Temporal failures."""
+"""E-mail errors, typed once. The `send_email` activity raises each as a Temporal
+`ApplicationError` whose `type` is the class name, retryable only for `TemporaryEmailError`."""
 
 
 class EmailError(Exception):
@@ -10,9 +11,9 @@ class EmailContextError(EmailError):
     invite, invalid address. Retrying cannot help."""
 
 
-class TemporaryDeliveryError(EmailError):
-    """The server, the network or our SMTP configuration failed; a later attempt may pass."""
+class TemporaryEmailError(EmailError):
+    """The network, the server or our SMTP configuration failed; a later attempt may pass."""
 
 
-class PermanentDeliveryError(EmailError):
+class PermanentEmailError(EmailError):
     """The server refused this message or this recipient for good (a 5xx reply)."""

@@ -81,7 +81,6 @@ class EmailActivities:
         transport: Transport | None = None,
         renderer: EmailRenderer | None = None,
     ) -> None:
-        self._settings = settings
         self._engine = engine
         self._transport = transport or SmtpTransport(settings)
         self._renderer = renderer or default_renderer()

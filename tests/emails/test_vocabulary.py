@@ -1,0 +1,18 @@
+from typing import get_args
+
+from api.domain import CooperationType
+from emails.contexts import LANGUAGES, MeetingMode
+from emails.vocabulary import BABEL_LOCALES, DATETIME_PATTERNS, LABELS
+
+
+class TestLabels:
+    def test_every_cooperation_type_has_a_label_in_every_language(self) -> None:
+        for language in LANGUAGES:
+            assert set(LABELS["cooperation"][language]) == {c.value for c in CooperationType}
+
+    def test_every_meeting_mode_has_a_label_in_every_language(self) -> None:
+        for language in LANGUAGES:
+            assert set(LABELS["meeting_mode"][language]) == set(get_args(MeetingMode))
+
+    def test_every_language_has_a_locale_and_a_date_pattern(self) -> None:
+        assert set(BABEL_LOCALES) == set(DATETIME_PATTERNS) == set(LANGUAGES)

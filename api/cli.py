@@ -124,6 +124,14 @@ def cmd_catalogue_export(args: argparse.Namespace) -> int:
     return export_command(settings=_settings(), path=Path(args.file) if args.file else None)
 
 
+def cmd_match(args: argparse.Namespace) -> int:
+    from api.catalogue.commands import match_command
+
+    return match_command(
+        settings=_settings(), path=Path(args.request), top=args.top, as_json=args.json
+    )
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -183,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp = catalogue.add_parser("export", help="write the catalogue as CSV (stdout by default)")
     exp.add_argument("file", nargs="?")
     exp.set_defaults(run=cmd_catalogue_export)
+
+    match = commands.add_parser("match", help="rank catalogue partners for a request")
+    match.add_argument("--request", required=True, help="a JSON request (one requests line)")
+    match.add_argument("--top", type=_positive_int, default=10, help="how many (default 10)")
+    match.add_argument("--json", action="store_true", help="print a JSON array")
+    match.set_defaults(run=cmd_match)
 
     return parser
 

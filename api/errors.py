@@ -1,5 +1,7 @@
 """Domain errors carry their HTTP status; one handler renders them (see api.main)."""
 
+from typing import Any
+
 
 class AppError(Exception):
     status_code = 400
@@ -8,6 +10,10 @@ class AppError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def details(self) -> dict[str, Any]:
+        """Extra members of the error body (e.g. every bad row of a refused import)."""
+        return {}
 
 
 class Unauthorized(AppError):

@@ -46,7 +46,9 @@ def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
 
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status_code)
+    return JSONResponse(
+        error_body(exc.code, exc.message, **exc.details()), status_code=exc.status_code
+    )
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:

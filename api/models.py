@@ -6,7 +6,7 @@ Table models (``table=True``) never travel in Temporal payloads; workflows carry
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -58,7 +58,18 @@ class Organisation(OrganisationBase, table=True):
     languages: list[str] = _json_list()
     contact_name: str = Field(default="", max_length=200)
     contact_email: str = Field(default="", max_length=254)
-    updated_at: datetime = Field(default_factory=utcnow)
+    # Bumped by every UPDATE so that the matcher's index notices any change to the row.
+    updated_at: datetime = Field(default_factory=utcnow, sa_column_kwargs={"onupdate": utcnow})
+
+
+class OrganisationProfile(SQLModel, table=True):
+    """The matcher's reading of one organisation (vocabulary concepts and text terms, packed),
+    written with it at import; stale when the row or the vocabulary changed since."""
+
+    organisation_id: str = Field(primary_key=True, foreign_key="organisation.id", max_length=64)
+    vocabulary_version: str = Field(max_length=32)
+    source_updated_at: datetime
+    terms: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
 
 
 class User(SQLModel, table=True):

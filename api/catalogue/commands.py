@@ -1,12 +1,18 @@
 """`ce4big catalogue ...` commands."""
 
+import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
+from sqlmodel import Session
+
 from api.catalogue.csvio import CatalogueInvalid, parse_catalogue_csv, write_catalogue_csv
+from api.catalogue.matching import rank_candidates, request_from_json
 from api.catalogue.store import export_rows, upsert_organisations
 from api.config import Settings
 from api.db import make_engine, session_scope
+from api.errors import Invalid
 
 
 def import_command(*, settings: Settings, path: Path) -> int:
@@ -39,4 +45,34 @@ def export_command(*, settings: Settings, path: Path | None) -> int:
     else:
         path.write_text(text, encoding="utf-8")
         print(f"{path}: {len(rows)} organisations written", file=sys.stderr)
+    return 0
+
+
+def match_command(*, settings: Settings, path: Path, top: int, as_json: bool) -> int:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        print(f"ce4big: error: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        print(f"ce4big: error: {path}: not a JSON request: {exc}", file=sys.stderr)
+        return 1
+    try:
+        request = request_from_json(data)
+    except Invalid as exc:
+        print(f"ce4big: error: {path}: {exc.message}", file=sys.stderr)
+        return 1
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        candidates = rank_candidates(session=session, request=request, top=top, settings=settings)
+    engine.dispose()
+    if as_json:
+        print(json.dumps([asdict(c) for c in candidates], ensure_ascii=False, indent=2))
+        return 0
+    if not candidates:
+        print("no organisation passes the hard filters with any relevance")
+    for rank, candidate in enumerate(candidates, start=1):
+        print(f"{rank:>2}. {candidate.organisation_id}  {candidate.score:.4f}")
+        for reason in candidate.reasons:
+            print(f"      - {reason}")
     return 0

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,7 +10,8 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
-from api.domain import CERTIFICATIONS, CLUSTER_IDS, LANGUAGES, OrganisationKind
+from api.catalogue.vocabulary import canonical_certification
+from api.domain import CERTIFICATIONS, CLUSTER_IDS, OrganisationKind
 from api.errors import Invalid
 
 HEADER = (
@@ -57,6 +59,7 @@ TRUE_WORDS = frozenset({"true", "yes", "1", "y", "oui", "ja", "tak"})
 FALSE_WORDS = frozenset({"false", "no", "0", "n", "non", "nein", "nie"})
 KINDS = frozenset(k.value for k in OrganisationKind)
 CERTIFICATIONS_BY_KEY = {c.casefold(): c for c in CERTIFICATIONS}
+LANGUAGE_CODE = re.compile(r"[a-z]{2}")
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,11 @@ class CatalogueInvalid(Invalid):
         more = f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""
         super().__init__(f"{len(errors)} error(s), nothing imported: {shown}{more}")
         self.errors = errors
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "rows": [{"line": e.line, "field": e.field, "reason": e.reason} for e in self.errors]
+        }
 
 
 def _decode(data: bytes) -> str:
@@ -161,15 +169,17 @@ def _validate(raw: dict[str, str], line: int, errors: list[RowError]) -> Catalog
             fail(name, f"an item is longer than {MAX_ITEM_LENGTH} characters")
     certifications = []
     for item in lists["certifications"]:
-        known = CERTIFICATIONS_BY_KEY.get(item.casefold())
+        # Brokers' sheets say BPL, BPF or Gute Laborpraxis as often as GLP or GMP.
+        known = CERTIFICATIONS_BY_KEY.get(item.casefold()) or canonical_certification(item)
         if known is None:
             fail("certifications", f"unknown certification {item!r}")
         else:
             certifications.append(known)
     lists["certifications"] = certifications
+    # Spoken languages, not the app's: Belgian members work in Dutch too.
     for item in lists["languages"]:
-        if item not in LANGUAGES:
-            fail("languages", f"unknown language {item!r} ({', '.join(LANGUAGES)})")
+        if not LANGUAGE_CODE.fullmatch(item):
+            fail("languages", f"not a two-letter language code: {item!r}")
 
     if len(errors) > before:
         return None
@@ -245,7 +255,8 @@ def parse_catalogue_csv(data: bytes) -> list[CatalogueRow]:
 def write_catalogue_csv(rows: Iterable[dict[str, Any]]) -> str:
     """Rows (dicts keyed by the header) as CSV text, lists joined by `;`."""
     out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\n")
+    # CRLF, as RFC 4180 and spreadsheet programs write it.
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(HEADER)
     for row in rows:
         writer.writerow(

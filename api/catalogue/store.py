@@ -1,12 +1,34 @@
-"""Catalogue rows in the database."""
+"""Catalogue rows in the database, with the matcher's profile of each one kept beside it."""
 
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, case, delete, insert, select, update
+from sqlmodel import Session
 
 from api.catalogue.csvio import LIST_FIELDS, CatalogueRow
-from api.models import Organisation, utcnow
+from api.catalogue.profile import organisation_profile
+from api.catalogue.vocabulary import VOCABULARY_VERSION
+from api.domain import CLUSTERS
+from api.models import Organisation, OrganisationProfile, utcnow
+
+ORGANISATIONS = Organisation.__table__  # type: ignore[attr-defined]
+PROFILES = OrganisationProfile.__table__  # type: ignore[attr-defined]
+# Large imports go through in statements of this many rows (and SQLite's variable limit).
+CHUNK = 500
+VALUE_COLUMNS = (
+    "name",
+    "cluster_id",
+    "kind",
+    "country",
+    "city",
+    "website",
+    "description",
+    "contact_name",
+    "contact_email",
+    "accepting_new_projects",
+    *LIST_FIELDS,
+)
 
 
 def organisation_values(row: CatalogueRow) -> dict[str, Any]:
@@ -27,34 +49,134 @@ def organisation_values(row: CatalogueRow) -> dict[str, Any]:
 
 
 def upsert_organisations(*, session: Session, rows: Sequence[CatalogueRow]) -> tuple[int, int]:
-    """Insert new ids, update known ones; returns (created, updated). The caller commits."""
+    """Insert new ids, update changed ones, refresh their profiles; returns (created, updated).
+    The caller commits, so a failure leaves nothing half-imported."""
     ids = [row.id for row in rows]
-    existing: dict[str, Organisation] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        found = session.exec(
-            select(Organisation).where(Organisation.id.in_(chunk))  # type: ignore[attr-defined]
+    existing: dict[str, dict[str, Any]] = {}
+    fresh_profiles: set[str] = set()
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        found = session.execute(
+            select(ORGANISATIONS.c.id, *(ORGANISATIONS.c[name] for name in VALUE_COLUMNS)).where(
+                ORGANISATIONS.c.id.in_(chunk)
+            )
         )
-        existing.update((o.id, o) for o in found)
+        existing.update((r.id, dict(r._mapping)) for r in found)
+        profiled = session.execute(
+            select(PROFILES.c.organisation_id)
+            .join(ORGANISATIONS, ORGANISATIONS.c.id == PROFILES.c.organisation_id)
+            .where(
+                PROFILES.c.organisation_id.in_(chunk),
+                PROFILES.c.vocabulary_version == VOCABULARY_VERSION,
+                PROFILES.c.source_updated_at == ORGANISATIONS.c.updated_at,
+            )
+        )
+        fresh_profiles.update(profiled.scalars())
+
     now = utcnow()
-    created = updated = 0
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    profiles: list[dict[str, Any]] = []
+    stale: list[str] = []
     for row in rows:
         values = organisation_values(row)
         current = existing.get(row.id)
         if current is None:
-            session.add(Organisation(id=row.id, updated_at=now, **values))
-            created += 1
-        elif any(getattr(current, k) != v for k, v in values.items()):
-            for key, value in values.items():
-                setattr(current, key, value)
-            current.updated_at = now
-            session.add(current)
-            updated += 1
-    return created, updated
+            inserts.append({"id": row.id, "updated_at": now, **values})
+        elif any(current[name] != value for name, value in values.items()):
+            updates.append(
+                {"b_id": row.id, "v_updated_at": now, **{f"v_{k}": v for k, v in values.items()}}
+            )
+        elif row.id in fresh_profiles:
+            continue
+        else:
+            # Unchanged, but read with an older vocabulary: profile it again, keep its timestamp.
+            stale.append(row.id)
+            continue
+        profiles.append(
+            {
+                "organisation_id": row.id,
+                "vocabulary_version": VOCABULARY_VERSION,
+                "source_updated_at": now,
+                "terms": organisation_profile({**values, "id": row.id}),
+            }
+        )
+
+    for start in range(0, len(inserts), CHUNK):
+        session.execute(insert(ORGANISATIONS), inserts[start : start + CHUNK])
+    if updates:
+        statement = (
+            update(ORGANISATIONS)
+            .where(ORGANISATIONS.c.id == bindparam("b_id"))
+            .values({name: bindparam(f"v_{name}") for name in ("updated_at", *VALUE_COLUMNS)})
+        )
+        session.connection().execute(statement, updates)
+    if stale:
+        profiles.extend(_stale_profiles(session=session, ids=stale))
+    _replace_profiles(session=session, profiles=profiles)
+    return len(inserts), len(updates)
+
+
+def _stale_profiles(*, session: Session, ids: list[str]) -> list[dict[str, Any]]:
+    refreshed: list[dict[str, Any]] = []
+    for start in range(0, len(ids), CHUNK):
+        found = session.execute(
+            select(ORGANISATIONS).where(ORGANISATIONS.c.id.in_(ids[start : start + CHUNK]))
+        )
+        for row in found:
+            values = dict(row._mapping)
+            refreshed.append(
+                {
+                    "organisation_id": values["id"],
+                    "vocabulary_version": VOCABULARY_VERSION,
+                    "source_updated_at": values["updated_at"],
+                    "terms": organisation_profile(values),
+                }
+            )
+    return refreshed
+
+
+def _replace_profiles(*, session: Session, profiles: list[dict[str, Any]]) -> None:
+    for start in range(0, len(profiles), CHUNK):
+        chunk = profiles[start : start + CHUNK]
+        session.execute(
+            delete(PROFILES).where(
+                PROFILES.c.organisation_id.in_([p["organisation_id"] for p in chunk])
+            )
+        )
+        session.execute(insert(PROFILES), chunk)
+
+
+def refresh_profiles(*, session: Session) -> int:
+    """Profile again every organisation whose profile is missing or stale; returns how many."""
+    stale = session.execute(
+        select(ORGANISATIONS.c.id)
+        .outerjoin(PROFILES, PROFILES.c.organisation_id == ORGANISATIONS.c.id)
+        .where(
+            (PROFILES.c.organisation_id.is_(None))
+            | (PROFILES.c.vocabulary_version != VOCABULARY_VERSION)
+            | (PROFILES.c.source_updated_at != ORGANISATIONS.c.updated_at)
+        )
+        .order_by(ORGANISATIONS.c.id)
+    )
+    ids = list(stale.scalars())
+    _replace_profiles(session=session, profiles=_stale_profiles(session=session, ids=ids))
+    return len(ids)
 
 
 def export_rows(*, session: Session) -> Iterator[dict[str, Any]]:
-    for organisation in session.exec(select(Organisation).order_by(Organisation.id)):
-        row = organisation.model_dump()
-        row["cluster"] = row.pop("cluster_id")
-        yield row
+    """Every organisation in CSV terms, cluster by cluster in the programme's order, then id."""
+    cluster_order = case(
+        {cluster.id: position for position, cluster in enumerate(CLUSTERS)},
+        value=ORGANISATIONS.c.cluster_id,
+        else_=len(CLUSTERS),
+    )
+    found = session.execute(
+        select(ORGANISATIONS).order_by(
+            cluster_order, ORGANISATIONS.c.cluster_id, ORGANISATIONS.c.id
+        )
+    )
+    for row in found:
+        values = dict(row._mapping)
+        values["cluster"] = values.pop("cluster_id")
+        yield values

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from api.config import Settings, get_settings
 from api.db import make_engine
 from api.errors import AppError
-from api.routes import core, devmailbox
+from api.routes import catalogue, core, devmailbox
 from api.temporal import TemporalConnector
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ def create_app(
     app.add_exception_handler(SQLAlchemyError, _database_error)
     app.include_router(core.router)
     app.include_router(core.api_router, prefix="/api/v1")
+    app.include_router(catalogue.router, prefix="/api/v1")
     if settings.is_development:
         app.include_router(devmailbox.router)
     return app

@@ -62,6 +62,33 @@ class Organisation(OrganisationBase, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column_kwargs={"onupdate": utcnow})
 
 
+class OrganisationPublic(OrganisationBase):
+    id: str
+    services: list[str]
+    technologies: list[str]
+    therapeutic_areas: list[str]
+    modalities: list[str]
+    stages: list[str]
+    certifications: list[str]
+    languages: list[str]
+    # Only staff (brokers, managers, admins) see contact details; SMEs get an introduction.
+    contact_name: str | None = None
+    contact_email: str | None = None
+    updated_at: datetime
+
+
+class OrganisationsPublic(SQLModel):
+    data: list[OrganisationPublic]
+    count: int
+
+
+class CatalogueImportResult(SQLModel):
+    rows: int
+    created: int
+    updated: int
+    unchanged: int
+
+
 class OrganisationProfile(SQLModel, table=True):
     """The matcher's reading of one organisation (vocabulary concepts and text terms, packed),
     written with it at import; stale when the row or the vocabulary changed since."""

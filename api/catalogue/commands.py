@@ -30,15 +30,23 @@ def import_command(*, settings: Settings, path: Path) -> int:
         for error in exc.errors:
             print(f"{path}:{error.line}: {error.field}: {error.reason}", file=sys.stderr)
         return 1
-    with session_scope(make_engine(settings.database_url)) as session:
-        created, updated = upsert_organisations(session=session, rows=rows)
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            created, updated = upsert_organisations(session=session, rows=rows)
+    finally:
+        engine.dispose()
     print(f"{path}: {len(rows)} rows, {created} created, {updated} updated")
     return 0
 
 
 def export_command(*, settings: Settings, path: Path | None) -> int:
-    with session_scope(make_engine(settings.database_url)) as session:
-        rows = list(export_rows(session=session))
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            rows = list(export_rows(session=session))
+    finally:
+        engine.dispose()
     text = write_catalogue_csv(rows)
     if path is None:
         sys.stdout.write(text)
@@ -63,9 +71,13 @@ def match_command(*, settings: Settings, path: Path, top: int, as_json: bool) ->
         print(f"ce4big: error: {path}: {exc.message}", file=sys.stderr)
         return 1
     engine = make_engine(settings.database_url)
-    with Session(engine) as session:
-        candidates = rank_candidates(session=session, request=request, top=top, settings=settings)
-    engine.dispose()
+    try:
+        with Session(engine) as session:
+            candidates = rank_candidates(
+                session=session, request=request, top=top, settings=settings
+            )
+    finally:
+        engine.dispose()
     if as_json:
         print(json.dumps([asdict(c) for c in candidates], ensure_ascii=False, indent=2))
         return 0

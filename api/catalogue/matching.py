@@ -596,3 +596,39 @@ def request_for_exchange(exchange: Exchange, *, language: str = "en") -> MatchRe
         language=language,
         requester_organisation_id=exchange.organisation_id,
     )
+
+
+def search_organisations(
+    *,
+    session: Session,
+    q: str,
+    cluster: str | None = None,
+    kind: str | None = None,
+    certification: str | None = None,
+) -> list[str]:
+    """Ids of the organisations relevant to a free-text query (any of the four languages),
+    most relevant first, within the given cluster, kind and certification."""
+    index = catalogue_index(session=session)
+    mask = np.ones(index.size, dtype=np.bool_)
+    if cluster is not None:
+        mask &= index.clusters == _CLUSTER_CODES.get(cluster, -2)
+    if kind is not None:
+        mask &= index.kinds == _KIND_CODES.get(kind, -2)
+    if certification is not None:
+        mask &= (index.certifications & _CERTIFICATION_BITS.get(certification, 0)) != 0
+    reading = read_request(
+        MatchRequest(
+            title=q,
+            description="",
+            home_cluster="",
+            target_clusters=[],
+            partner_kinds=[],
+            required_certifications=[],
+            language="",
+        )
+    )
+    query = _build_query(reading, index)
+    scores = np.round(index.accumulate(query.keys, query.factors), 6)
+    eligible = np.flatnonzero(mask & (scores > 0))
+    order = eligible[np.lexsort((eligible, -scores[eligible]))]
+    return [index.ids[p] for p in order]

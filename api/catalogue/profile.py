@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from api.catalogue.text import detect_language, fold, tokenize
 from api.catalogue.vocabulary import (
     TextAnalysis,
     analyse_item,
@@ -82,7 +81,8 @@ def read_organisation(values: Mapping[str, Any], *, surfaces: bool = False) -> O
     """Read an organisation given as a mapping of its catalogue fields (kind, name, lists...)."""
     description = str(_value(values, "description"))
     name = str(_value(values, "name"))
-    language = detect_language([t.text for t in tokenize(fold(description or name))])
+    described = analyse_text(description or name, surfaces=surfaces)
+    language = described.language
     reading = OrganisationReading(language=language)
     kind = str(_value(values, "kind"))
     if kind:
@@ -97,7 +97,7 @@ def read_organisation(values: Mapping[str, Any], *, surfaces: bool = False) -> O
 
     analyses: list[tuple[str, TextAnalysis]] = [
         ("name", analyse_text(name, language=language, surfaces=surfaces)),
-        ("description", analyse_text(description, language=language, surfaces=surfaces)),
+        ("description", described if description else analyse_text("")),
     ]
     for list_field in LIST_FIELDS:
         for item in _value(values, list_field):

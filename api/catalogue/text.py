@@ -3,7 +3,6 @@ language (en, fr, de, pl), stop words, language detection, German compounds and 
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
 
 LANGUAGES = ("en", "fr", "de", "pl")
@@ -57,9 +56,10 @@ def fold(text: str) -> str:
 
 
 TOKEN_RE = re.compile(r"[a-z0-9]+")
-# Clause breaks bound the scope of a negation.
-CLAUSE_RE = re.compile(
-    r"[.;:!?()\[\]\n]|,|\s(?:but|however|whereas|mais|cependant|aber|jedoch|ale|lecz)\s"
+# Clause breaks bound the scope of a negation: punctuation, and contrastive words.
+CLAUSE_RE = re.compile(r"[.;:!?()\[\],\n]")
+_CONTRASTIVE = frozenset(
+    {"but", "however", "whereas", "mais", "cependant", "aber", "jedoch", "ale"}
 )
 
 # Function words dropped before phrase matching, so "test d'Ames" matches "test Ames" and
@@ -155,12 +155,17 @@ i w z na dla oraz do nasz sie jest od przez oraz ktore we
 }
 
 
+_MARKER_LANGUAGES: dict[str, tuple[str, ...]] = {}
+for _language, _markers in _MARKERS.items():
+    for _marker in _markers:
+        _MARKER_LANGUAGES[_marker] = (*_MARKER_LANGUAGES.get(_marker, ()), _language)
+
+
 def detect_language(folded_tokens: list[str], default: str = "en") -> str:
     counts = dict.fromkeys(LANGUAGES, 0)
     for token in folded_tokens:
-        for lang, markers in _MARKERS.items():
-            if token in markers:
-                counts[lang] += 1
+        for language in _MARKER_LANGUAGES.get(token, ()):
+            counts[language] += 1
     best = max(LANGUAGES, key=lambda lang: (counts[lang], lang == default))
     return best if counts[best] > 0 else default
 
@@ -355,48 +360,69 @@ not never cannot doesn don isn aren pas jamais nicht nie
 _NOT_ONLY = frozenset({"only", "seulement", "nur", "tylko", "just", "uniquement"})
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    text: str  # folded
-    start: int  # offsets in the folded text
-    end: int
-    clause: int
+class Tokens:
+    """The words of a folded text; offsets and clauses are worked out only when asked for,
+    since most texts need neither (no negation, no surfaces for reasons)."""
+
+    __slots__ = ("_clauses", "_spans", "folded", "words")
+
+    def __init__(self, folded: str) -> None:
+        self.folded = folded
+        self.words: list[str] = TOKEN_RE.findall(folded)
+        self._spans: list[tuple[int, int]] | None = None
+        self._clauses: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def spans(self) -> list[tuple[int, int]]:
+        if self._spans is None:
+            self._spans = [m.span() for m in TOKEN_RE.finditer(self.folded)]
+        return self._spans
+
+    def between(self, left: int, right: int) -> str:
+        """The characters between two tokens."""
+        spans = self.spans()
+        return self.folded[spans[left][1] : spans[right][0]]
+
+    def clauses(self) -> list[int]:
+        if self._clauses is None:
+            clauses: list[int] = []
+            clause = 0
+            for chunk in CLAUSE_RE.split(self.folded):
+                for word in TOKEN_RE.findall(chunk):
+                    if word in _CONTRASTIVE:
+                        clause += 1
+                    clauses.append(clause)
+                clause += 1
+            self._clauses = clauses
+        return self._clauses
 
 
-def tokenize(folded: str) -> list[Token]:
-    breaks = [m.start() for m in CLAUSE_RE.finditer(folded)]
-    tokens: list[Token] = []
-    clause = 0
-    position = 0
-    for match in TOKEN_RE.finditer(folded):
-        while position < len(breaks) and breaks[position] < match.start():
-            position += 1
-            clause = position
-        tokens.append(Token(match.group(), match.start(), match.end(), clause))
-    return tokens
+def tokenize(folded: str) -> Tokens:
+    return Tokens(folded)
 
 
-def negated_positions(tokens: list[Token], folded: str) -> set[int]:
+def negated_positions(tokens: Tokens) -> set[int]:
     """Indexes of tokens under a negation cue (the cue itself excluded)."""
     negated: set[int] = set()
-    count = len(tokens)
-    for index, token in enumerate(tokens):
-        word = token.text
+    words = tokens.words
+    count = len(words)
+    for index, word in enumerate(words):
         if word not in NEGATE_AFTER and word not in NEGATE_EITHER:
             continue
-        if index + 1 < count and tokens[index + 1].text in _NOT_ONLY:
+        if index + 1 < count and words[index + 1] in _NOT_ONLY:
             continue
-        if folded[token.end : token.end + 1] == "-":
+        if index + 1 < count and tokens.between(index, index + 1).startswith("-"):
             # "Non-GLP" and "Nicht-Nager" negate their word only (or name a phrase of their own).
-            if index + 1 < count:
-                negated.add(index + 1)
+            negated.add(index + 1)
             continue
         if word == "non":
             continue  # "non clinique", "non small cell": part of a phrase, not a negation
-        after = [i for i in range(index + 1, count) if tokens[i].clause == token.clause]
+        clauses = tokens.clauses()
+        after = [i for i in range(index + 1, count) if clauses[i] == clauses[index]]
         if word in NEGATE_EITHER and len(after) <= 3:
-            before = [i for i in range(index) if tokens[i].clause == token.clause]
-            negated.update(before)
+            negated.update(i for i in range(index) if clauses[i] == clauses[index])
         negated.update(after)
     return negated
 

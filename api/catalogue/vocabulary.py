@@ -18,7 +18,7 @@ from api.catalogue.text import (
     FUNCTION_WORDS,
     LANGUAGES,
     STOP_WORDS,
-    Token,
+    Tokens,
     detect_language,
     fold,
     fold_with_offsets,
@@ -101,60 +101,64 @@ def _numeral(word: str) -> int | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Unit:
-    """One token as the phrase matcher sees it: a stem and the source tokens it spans."""
-
-    key: str
-    first: int
-    last: int
+# One token as the phrase matcher sees it: (stem, first source token, last source token).
+_Unit = tuple[str, int, int]
 
 
-def _units(tokens: list[Token], folded: str, language: str) -> list[_Unit]:
+@lru_cache(maxsize=300_000)
+def _word(word: str, language: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What one word contributes: its phrase-matching keys (none for a function word, several
+    for a German compound) and its text terms (none for a stop word)."""
+    keys: tuple[str, ...] = ()
+    parts = None
+    if word not in FUNCTION_WORDS:
+        key = stem(word, language)
+        if language == "de" and len(word) >= 8 and (key,) not in _PHRASES:
+            parts = _compound_parts(word)
+        keys = tuple(stem(part, language) for part in parts) if parts else (key,)
+    terms: tuple[str, ...] = ()
+    if len(word) >= 2 and not word.isdigit() and word not in _ALL_STOP_WORDS:
+        if parts is None and language == "de" and len(word) >= 8:
+            parts = _compound_parts(word)
+        terms = tuple(dict.fromkeys(text_term(p) for p in (word, *(parts or ()))))
+    return keys, terms
+
+
+def _units(tokens: Tokens, language: str) -> list[_Unit]:
     units: list[_Unit] = []
+    words = tokens.words
     index = 0
-    count = len(tokens)
+    count = len(words)
     while index < count:
-        word = tokens[index].text
-        if word in _PHASE_WORDS and index + 1 < count and _numeral(tokens[index + 1].text):
-            numbers, end = _phase_span(tokens, folded, index + 1)
-            units.extend(_Unit(f"phase{n}", index, end - 1) for n in numbers)
+        word = words[index]
+        if word in _PHASE_WORDS and index + 1 < count and _numeral(words[index + 1]):
+            numbers, end = _phase_span(tokens, index + 1)
+            units.extend((f"phase{n}", index, end - 1) for n in numbers)
             index = end
             continue
-        if word not in FUNCTION_WORDS:
-            key = stem(word, language)
-            parts = (
-                _compound_parts(word)
-                if language == "de" and len(word) >= 8 and (key,) not in _PHRASES
-                else None
-            )
-            if parts:
-                units.extend(_Unit(stem(part, language), index, index) for part in parts)
-            else:
-                units.append(_Unit(key, index, index))
+        for key in _word(word, language)[0]:
+            units.append((key, index, index))
         index += 1
     return units
 
 
-def _phase_span(tokens: list[Token], folded: str, index: int) -> tuple[list[int], int]:
-    first = _numeral(tokens[index].text)
+def _phase_span(tokens: Tokens, index: int) -> tuple[list[int], int]:
+    words = tokens.words
+    first = _numeral(words[index])
     assert first is not None
     numbers = [first]
     index += 1
-    while index < len(tokens):
-        word = tokens[index].text
+    while index < len(words):
+        word = words[index]
         joiner_is_range = False
-        if word in _JOINERS and index + 1 < len(tokens) and _numeral(tokens[index + 1].text):
+        if word in _JOINERS and index + 1 < len(words) and _numeral(words[index + 1]):
             joiner_is_range = word in _RANGE_JOINERS
             index += 1
-        elif (
-            _numeral(word)
-            and folded[tokens[index - 1].end : tokens[index].start].strip(" /-,+") == ""
-        ):
-            joiner_is_range = "-" in folded[tokens[index - 1].end : tokens[index].start]
+        elif _numeral(word) and tokens.between(index - 1, index).strip(" /-,+") == "":
+            joiner_is_range = "-" in tokens.between(index - 1, index)
         else:
             break
-        number = _numeral(tokens[index].text)
+        number = _numeral(words[index])
         assert number is not None
         if joiner_is_range and number > numbers[-1]:
             numbers.extend(range(numbers[-1] + 1, number + 1))
@@ -172,12 +176,12 @@ def analyse_text(text: str, *, language: str | None = None, surfaces: bool = Fal
         folded, offsets = fold(text), None
     tokens = tokenize(folded)
     if language not in LANGUAGES:
-        language = detect_language([t.text for t in tokens])
-    negated = negated_positions(tokens, folded) if _has_cue(tokens) else set()
-    units = _units(tokens, folded, language)
+        language = detect_language(tokens.words)
+    negated = negated_positions(tokens) if not _CUES.isdisjoint(tokens.words) else set()
+    units = _units(tokens, language)
 
     def written(first: int, last: int) -> str:
-        start, end = tokens[first].start, tokens[last].end
+        start, end = tokens.spans()[first][0], tokens.spans()[last][1]
         if not surfaces:
             return folded[start:end]
         if offsets is not None:
@@ -188,19 +192,19 @@ def analyse_text(text: str, *, language: str | None = None, surfaces: bool = Fal
     covered: set[int] = set()
     position = 0
     while position < len(units):
-        lengths = _FIRST.get(units[position].key)
+        lengths = _FIRST.get(units[position][0])
         matched = 0
         if lengths:
             for length in lengths:
                 if position + length > len(units):
                     continue
-                key = tuple(u.key for u in units[position : position + length])
+                key = tuple(u[0] for u in units[position : position + length])
                 concepts = _PHRASES.get(key)
                 if concepts is None:
                     continue
-                first, last = units[position].first, units[position + length - 1].last
+                first, last = units[position][1], units[position + length - 1][2]
                 is_negated = first in negated
-                surface = written(first, last)
+                surface = written(first, last) if surfaces else ""
                 mentions.extend(Mention(c, surface, is_negated) for c in concepts)
                 covered.update(range(first, last + 1))
                 matched = length
@@ -210,13 +214,10 @@ def analyse_text(text: str, *, language: str | None = None, surfaces: bool = Fal
     terms: list[str] = []
     free: list[str] = []
     term_surfaces: dict[str, str] = {}
-    for index, token in enumerate(tokens):
-        word = token.text
-        if index in negated or len(word) < 2 or word.isdigit() or word in _ALL_STOP_WORDS:
+    for index, word in enumerate(tokens.words):
+        if index in negated:
             continue
-        parts = _compound_parts(word) if language == "de" and len(word) >= 8 else None
-        for piece in (word, *(parts or ())):
-            term = text_term(piece)
+        for term in _word(word, language)[1]:
             terms.append(term)
             if index not in covered:
                 free.append(term)
@@ -231,10 +232,6 @@ def text_term(word: str) -> str:
     if len(word) > 4 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         return word[:-1]
     return word
-
-
-def _has_cue(tokens: list[Token]) -> bool:
-    return any(t.text in _CUES for t in tokens)
 
 
 @lru_cache(maxsize=100_000)
@@ -276,23 +273,23 @@ def concept_for_certification(canonical: str) -> str:
 
 
 def phrase_tokens(phrase: str, language: str) -> tuple[str, ...]:
-    folded = fold(phrase)
-    tokens = tokenize(folded)
-    return tuple(u.key for u in _units_plain(tokens, folded, language))
+    tokens = tokenize(fold(phrase))
+    return tuple(u[0] for u in _units_plain(tokens, language))
 
 
-def _units_plain(tokens: list[Token], folded: str, language: str) -> list[_Unit]:
+def _units_plain(tokens: Tokens, language: str) -> list[_Unit]:
     units: list[_Unit] = []
+    words = tokens.words
     index = 0
-    while index < len(tokens):
-        word = tokens[index].text
-        if word in _PHASE_WORDS and index + 1 < len(tokens) and _numeral(tokens[index + 1].text):
-            numbers, end = _phase_span(tokens, folded, index + 1)
-            units.extend(_Unit(f"phase{n}", index, end - 1) for n in numbers)
+    while index < len(words):
+        word = words[index]
+        if word in _PHASE_WORDS and index + 1 < len(words) and _numeral(words[index + 1]):
+            numbers, end = _phase_span(tokens, index + 1)
+            units.extend((f"phase{n}", index, end - 1) for n in numbers)
             index = end
             continue
         if word not in FUNCTION_WORDS:
-            units.append(_Unit(stem(word, language), index, index))
+            units.append((stem(word, language), index, index))
         index += 1
     return units
 
@@ -387,10 +384,10 @@ def _german_lexicon(concepts: Iterable[Concept], extra: Iterable[str]) -> frozen
     for concept in concepts:
         for language in ("de", "en"):
             for name in concept.synonyms.get(language, ()):
-                for token in tokenize(fold(name)):
-                    if len(token.text) >= 3 and token.text.isalpha():
-                        words.add(token.text)
-                        words.add(stem(token.text, "de"))
+                for word in tokenize(fold(name)).words:
+                    if len(word) >= 3 and word.isalpha():
+                        words.add(word)
+                        words.add(stem(word, "de"))
     words.update(extra)
     words.update(stem(w, "de") for w in extra)
     return frozenset(w for w in words if len(w) >= 3 and w not in FUNCTION_WORDS)

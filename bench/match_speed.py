@@ -224,15 +224,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--organisations", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--databases", default="sqlite,postgresql", help="comma-separated")
     args = parser.parse_args()
     print(f"generating {args.organisations:,} organisations and {args.requests} requests ...")
     data = csv_bytes(generate_rows(args.organisations))
     requests = generate_requests(args.requests)
     print(f"catalogue file: {len(data) / 1e6:.1f} MB")
     results: dict[str, Any] = {"organisations": args.organisations, "requests": args.requests}
-    with tempfile.TemporaryDirectory() as folder:
-        results["sqlite"] = run(f"sqlite:///{folder}/bench.db", "sqlite", data, requests)
-    url = postgres_url()
+    databases = args.databases.split(",")
+    if "sqlite" in databases:
+        with tempfile.TemporaryDirectory() as folder:
+            results["sqlite"] = run(f"sqlite:///{folder}/bench.db", "sqlite", data, requests)
+    url = postgres_url() if "postgresql" in databases else None
     if url is not None:
         try:
             results["postgresql"] = run(url, "postgresql", data, requests)

@@ -29,7 +29,7 @@ from sqlmodel import Session
 from api.catalogue.profile import (
     OrganisationReading,
     bm25_idf,
-    organisation_profile,
+    organisation_profiles,
     read_organisation,
     term_hash,
     unpack_terms,
@@ -281,15 +281,15 @@ def _build_index(*, session: Session, revision: tuple[Any, ...]) -> CatalogueInd
 
 def _profiles_in_memory(*, session: Session, ids: list[str]) -> dict[str, bytes]:
     """Rows written without a profile (or read with an older vocabulary), profiled here."""
-    profiles: dict[str, bytes] = {}
+    rows: list[dict[str, Any]] = []
     for start in range(0, len(ids), 500):
         found = session.execute(
             select(ORGANISATIONS).where(ORGANISATIONS.c.id.in_(ids[start : start + 500]))
         )
-        for row in found:
-            values = dict(row._mapping)
-            profiles[values["id"]] = organisation_profile(values)
-    return profiles
+        rows.extend(dict(row._mapping) for row in found)
+    return {
+        values["id"]: terms for values, terms in zip(rows, organisation_profiles(rows), strict=True)
+    }
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from api.catalogue.text import (
     FUNCTION_WORDS,
@@ -57,14 +58,13 @@ class Concept:
         return names[0]
 
 
-@dataclass(frozen=True, slots=True)
-class Mention:
+class Mention(NamedTuple):
     concept: str
     surface: str
     negated: bool
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TextAnalysis:
     language: str
     mentions: tuple[Mention, ...]
@@ -105,8 +105,13 @@ def _numeral(word: str) -> int | None:
 _Unit = tuple[str, int, int]
 
 
-@lru_cache(maxsize=300_000)
-def _word(word: str, language: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+_WordInfo = tuple[tuple[str, ...], tuple[str, ...]]
+# Per-language memo of `_word`: a plain dict lookup is the cheapest step of reading a text.
+_WORDS: dict[str, dict[str, _WordInfo]] = {language: {} for language in LANGUAGES}
+_MAX_WORDS = 200_000
+
+
+def _word(word: str, language: str) -> _WordInfo:
     """What one word contributes: its phrase-matching keys (none for a function word, several
     for a German compound) and its text terms (none for a stop word)."""
     keys: tuple[str, ...] = ()
@@ -136,10 +141,20 @@ def _units(tokens: Tokens, language: str) -> list[_Unit]:
             units.extend((f"phase{n}", index, end - 1) for n in numbers)
             index = end
             continue
-        for key in _word(word, language)[0]:
+        for key in _known(word, language)[0]:
             units.append((key, index, index))
         index += 1
     return units
+
+
+def _known(word: str, language: str) -> _WordInfo:
+    memo = _WORDS[language]
+    info = memo.get(word)
+    if info is None:
+        if len(memo) > _MAX_WORDS:
+            memo.clear()
+        info = memo[word] = _word(word, language)
+    return info
 
 
 def _phase_span(tokens: Tokens, index: int) -> tuple[list[int], int]:
@@ -217,7 +232,7 @@ def analyse_text(text: str, *, language: str | None = None, surfaces: bool = Fal
     for index, word in enumerate(tokens.words):
         if index in negated:
             continue
-        for term in _word(word, language)[1]:
+        for term in _known(word, language)[1]:
             terms.append(term)
             if index not in covered:
                 free.append(term)

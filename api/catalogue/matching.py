@@ -27,6 +27,7 @@ from sqlalchemy import case, func, select
 from sqlmodel import Session
 
 from api.catalogue.profile import (
+    NARROWER,
     OrganisationReading,
     bm25_idf,
     organisation_profiles,
@@ -64,8 +65,8 @@ FACET_WEIGHTS = {
     Facet.STAGE: 0.25,
     Facet.CERTIFICATION: 0.6,
     Facet.KIND: 0.4,
+    Facet.REGION: 0.5,
 }
-NARROWER = 0.6  # the organisation states something narrower than the request's concept
 BROADER = {1: 0.5, 2: 0.25}  # ... or only a broader one (parent, grandparent)
 NEGATED = 0.8  # ... or says it does not offer it
 TEXT_WEIGHT = 0.35
@@ -304,10 +305,12 @@ class _Query:
         self.factors.append(factor)
 
 
-def _build_query(reading: RequestReading, index: CatalogueIndex) -> _Query:
+def _build_query(
+    reading: RequestReading, index: CatalogueIndex, *, expand_broader: bool = True
+) -> _Query:
     terms: list[str] = []
     for concept in reading.concepts:
-        terms += [f"c:{concept}", f"d:{concept}"]
+        terms.append(f"c:{concept}")
         terms += [f"c:{ancestor}" for ancestor in expand_ancestors(concept)]
     terms += [f"w:{term}" for term in reading.terms]
     unique = list(dict.fromkeys(terms))
@@ -323,10 +326,9 @@ def _build_query(reading: RequestReading, index: CatalogueIndex) -> _Query:
         own = query.idf[f"c:{concept}"]
         query.ideal += wanted.weight * own
         query.add(f"c:{concept}", wanted.weight * own)
-        query.add(f"d:{concept}", wanted.weight * NARROWER * query.idf[f"d:{concept}"])
         query.add(f"n:{concept}", -wanted.weight * NEGATED * own)
         for ancestor, distance in expand_ancestors(concept).items():
-            if ancestor in reading.concepts or distance not in BROADER:
+            if not expand_broader or ancestor in reading.concepts or distance not in BROADER:
                 continue
             factor = wanted.weight * BROADER[distance] * query.idf[f"c:{ancestor}"]
             broader[ancestor] = max(broader.get(ancestor, 0.0), factor)
@@ -453,42 +455,57 @@ def _quote(surface: str) -> str:
     return "'" + " ".join(surface.split()) + "'"
 
 
-def _concept_reason(
+@dataclass
+class _Evidence:
+    """What an organisation states about one or more of the request's concepts."""
+
+    mode: str  # exact | narrower | broader | negated
+    concept: str  # the organisation's concept
+    strength: float
+    asked: list[str]
+    listed: str
+
+
+def _evidence(
     concept: str, wanted: RequestConcept, organisation: OrganisationReading
-) -> tuple[float, str] | None:
-    definition = CONCEPTS[concept]
-    label = definition.label
-    evidence = organisation.concepts.get(concept)
-    if evidence is not None:
-        notes = []
-        if fold(wanted.surface) != fold(label):
-            notes.append(f"matched {_quote(wanted.surface)}")
-        if fold(evidence.surface) not in (fold(label), fold(wanted.surface)):
-            notes.append(f"listed as {_quote(evidence.surface)}")
-        suffix = f" ({', '.join(notes)})" if notes else ""
-        if definition.facet is Facet.CERTIFICATION and evidence.field == "certifications":
-            return evidence.weight, f"{label} certified{suffix}"
-        return evidence.weight, f"{definition.facet.value}: {label}{suffix}"
+) -> _Evidence | None:
+    found = organisation.concepts.get(concept)
+    if found is not None:
+        return _Evidence("exact", concept, found.weight, [wanted.surface], found.surface)
     narrower = organisation.has_descendant_of(concept)
     if narrower is not None:
         found = organisation.concepts[narrower]
-        return NARROWER * found.weight, (
-            f"{_facet_label(narrower)}: {CONCEPTS[narrower].label} "
-            f"(listed as {_quote(found.surface)}; a kind of {label}, "
-            f"asked as {_quote(wanted.surface)})"
-        )
+        strength = NARROWER ** expand_ancestors(narrower)[concept] * found.weight
+        return _Evidence("narrower", narrower, strength, [wanted.surface], found.surface)
     for ancestor, distance in expand_ancestors(concept).items():
         if distance in BROADER and ancestor in organisation.concepts:
             found = organisation.concepts[ancestor]
-            return BROADER[distance] * found.weight, (
-                f"{_facet_label(ancestor)}: {CONCEPTS[ancestor].label} "
-                f"(broader than {_quote(wanted.surface)})"
-            )
+            strength = BROADER[distance] * found.weight
+            return _Evidence("broader", ancestor, strength, [wanted.surface], found.surface)
     if concept in organisation.negated:
-        return -NEGATED, (
-            f"note: says it does not offer {label} ({_quote(organisation.negated[concept])})"
-        )
+        return _Evidence("negated", concept, -NEGATED, [], organisation.negated[concept])
     return None
+
+
+def _describe(evidence: _Evidence, asked_for: str) -> str:
+    definition = CONCEPTS[evidence.concept]
+    label = definition.label
+    asked = ", ".join(_quote(a) for a in dict.fromkeys(evidence.asked))
+    if evidence.mode == "negated":
+        return f"note: says it does not offer {label} ({_quote(evidence.listed)})"
+    notes = []
+    if evidence.mode == "exact" and {fold(a) for a in evidence.asked} != {fold(label)}:
+        notes.append(f"matched {asked}")
+    if fold(evidence.listed) not in {fold(label), *(fold(a) for a in evidence.asked)}:
+        notes.append(f"listed as {_quote(evidence.listed)}")
+    if evidence.mode == "narrower":
+        notes.append(f"a kind of {asked_for}, asked as {asked}")
+    elif evidence.mode == "broader":
+        notes.append(f"broader than {asked}")
+    suffix = f" ({'; '.join(notes)})" if notes else ""
+    if definition.facet is Facet.CERTIFICATION and evidence.mode == "exact":
+        return f"{label} certified{suffix}"
+    return f"{definition.facet.value}: {label}{suffix}"
 
 
 def explain_match(
@@ -510,7 +527,9 @@ def explain_match(
     kind = organisation.get("kind", "")
     if kind in request.partner_kinds:
         reasons.append(f"kind: {CONCEPTS[kind_concept(kind)].label} (as requested)")
-    weighed: list[tuple[float, str]] = []
+    # One reason per concept of the organisation, strongest first, naming every request
+    # word it answers ("broader than 'Ames test', 'comet assay'").
+    grouped: dict[tuple[str, str], tuple[float, _Evidence, str]] = {}
     required = {canonical_certification(c) for c in request.required_certifications}
     for concept, wanted in reading.concepts.items():
         definition = CONCEPTS[concept]
@@ -518,10 +537,25 @@ def explain_match(
             continue
         if definition.facet is Facet.KIND and kind in request.partner_kinds:
             continue
-        found = _concept_reason(concept, wanted, own)
-        if found is not None:
-            strength, text = found
-            weighed.append((strength * wanted.weight * idf.get(f"c:{concept}", 1.0), text))
+        found = _evidence(concept, wanted, own)
+        if found is None:
+            continue
+        strength = found.strength * wanted.weight * idf.get(f"c:{concept}", 1.0)
+        key = (found.mode if found.mode == "negated" else "stated", found.concept)
+        if key in grouped:
+            best, known, asked_for = grouped[key]
+            if known.mode == found.mode:
+                known.asked += found.asked
+            elif found.mode == "exact" or strength > best:
+                grouped[key] = (max(best, strength), found, definition.label)
+                continue
+            grouped[key] = (max(best, strength), known, asked_for)
+        else:
+            grouped[key] = (strength, found, definition.label)
+    weighed = [
+        (strength, _describe(evidence, asked_for))
+        for strength, evidence, asked_for in grouped.values()
+    ]
     weighed.sort(key=lambda item: -item[0])
     reasons += [text for strength, text in weighed if strength > 0]
     shared = [
@@ -627,7 +661,8 @@ def search_organisations(
             language="",
         )
     )
-    query = _build_query(reading, index)
+    # A search lists what the query names (or narrower); broader neighbours would be noise.
+    query = _build_query(reading, index, expand_broader=False)
     scores = np.round(index.accumulate(query.keys, query.factors), 6)
     eligible = np.flatnonzero(mask & (scores > 0))
     order = eligible[np.lexsort((eligible, -scores[eligible]))]

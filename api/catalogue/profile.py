@@ -29,6 +29,7 @@ from api.catalogue.vocabulary import (
 # field is a statement, a mention in the description may be context.
 FIELD_WEIGHTS = {
     "kind": 1.0,
+    "country": 0.6,
     "certifications": 1.0,
     "services": 1.0,
     "technologies": 1.0,
@@ -38,6 +39,16 @@ FIELD_WEIGHTS = {
     "name": 0.9,
     "description": 0.8,
 }
+_COUNTRY_CONCEPTS = {
+    "FR": "geo.france",
+    "BE": "geo.belgium",
+    "LU": "geo.luxembourg",
+    "DE": "geo.germany",
+    "AT": "geo.austria",
+    "CH": "geo.switzerland",
+    "PL": "geo.poland",
+    "NL": "geo.netherlands",
+}
 LIST_FIELDS = ("services", "technologies", "therapeutic_areas", "modalities", "stages")
 TEXT_FIELDS = ("name", "description", "services", "technologies")
 # BM25 document side with a fixed reference length, so a weight never depends on the rest of
@@ -45,6 +56,8 @@ TEXT_FIELDS = ("name", "description", "services", "technologies")
 BM25_K1 = 1.2
 BM25_B = 0.5
 REFERENCE_LENGTH = 60.0
+# What a narrower concept counts for its broader one, per level.
+NARROWER = 0.85
 PARALLEL_FROM = 5000
 MAX_WORKERS = 4
 
@@ -72,10 +85,12 @@ class OrganisationReading:
 
     def has_descendant_of(self, concept: str) -> str | None:
         """A concept of this organisation that is narrower than `concept`, if any."""
-        for own in sorted(self.concepts):
-            if concept in expand_ancestors(own):
-                return own
-        return None
+        narrower = [
+            (expand_ancestors(own)[concept], -evidence.weight, own)
+            for own, evidence in self.concepts.items()
+            if concept in expand_ancestors(own)
+        ]
+        return min(narrower)[2] if narrower else None
 
 
 def _value(values: Mapping[str, Any], name: str) -> Any:
@@ -89,6 +104,9 @@ def read_organisation(values: Mapping[str, Any], *, surfaces: bool = False) -> O
     described = analyse_text(description or name, surfaces=surfaces)
     language = described.language
     reading = OrganisationReading(language=language)
+    country = _COUNTRY_CONCEPTS.get(str(_value(values, "country")).upper())
+    if country:
+        reading.add(country, FIELD_WEIGHTS["country"], str(values.get("country")), "country")
     kind = str(_value(values, "kind"))
     if kind:
         reading.add(kind_concept(kind), FIELD_WEIGHTS["kind"], kind, "kind")
@@ -131,14 +149,16 @@ def read_organisation(values: Mapping[str, Any], *, surfaces: bool = False) -> O
 
 
 def profile_terms(reading: OrganisationReading) -> dict[str, float]:
-    """The weighted terms the index stores: `c:` concepts, `d:` broader concepts of those,
+    """The weighted terms the index stores: `c:` concepts (an organisation stating a concept
+    also stands, a little less, for each broader one: GMP manufacturing is manufacturing),
     `n:` negated concepts and `w:` text terms (BM25 document weights, scaled to 0..1)."""
     terms: dict[str, float] = {}
     for concept, evidence in reading.concepts.items():
-        terms[f"c:{concept}"] = evidence.weight
-        for ancestor in expand_ancestors(concept):
-            key = f"d:{ancestor}"
-            terms[key] = max(terms.get(key, 0.0), evidence.weight)
+        key = f"c:{concept}"
+        terms[key] = max(terms.get(key, 0.0), evidence.weight)
+        for ancestor, distance in expand_ancestors(concept).items():
+            key = f"c:{ancestor}"
+            terms[key] = max(terms.get(key, 0.0), evidence.weight * NARROWER**distance)
     for concept in reading.negated:
         terms[f"n:{concept}"] = 1.0
     norm = BM25_K1 * (1 - BM25_B + BM25_B * max(reading.length, 1) / REFERENCE_LENGTH)

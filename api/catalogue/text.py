@@ -90,6 +90,7 @@ required requirement partner partners company companies organisation organizatio
 provide provides providing offer offers offering service services support supporting
 experience expertise project projects work working develop developing developed
 development able must may might like help team teams year years next first
+certified accredited compliant
 """
     ),
     "fr": word_set(

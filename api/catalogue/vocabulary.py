@@ -39,6 +39,7 @@ class Facet(StrEnum):
     STAGE = "stage"
     CERTIFICATION = "certification"
     KIND = "organisation kind"
+    REGION = "region"
 
 
 @dataclass(frozen=True)
@@ -443,7 +444,7 @@ _CERTIFICATION_CONCEPTS: dict[str, str] = {
 }
 
 # Changes whenever the vocabulary or the analyser does, so stored profiles can tell they are stale.
-ANALYSER_REVISION = 1
+ANALYSER_REVISION = 2
 VOCABULARY_VERSION = hashlib.blake2b(
     f"{ANALYSER_REVISION}\n{_DATA}\n{' '.join(sorted(_GERMAN_PARTS))}".encode(), digest_size=8
 ).hexdigest()

@@ -117,14 +117,17 @@ def _word(word: str, language: str) -> _WordInfo:
     for a German compound) and its text terms (none for a stop word)."""
     keys: tuple[str, ...] = ()
     parts = None
+    # German compounds turn up in other languages' entries too (a service list in German in an
+    # English description), so long unknown words are tried everywhere.
+    splittable = len(word) >= (8 if language == "de" else 10)
     if word not in FUNCTION_WORDS:
         key = stem(word, language)
-        if language == "de" and len(word) >= 8 and (key,) not in _PHRASES:
+        if splittable and (key,) not in _PHRASES:
             parts = _compound_parts(word)
         keys = tuple(stem(part, language) for part in parts) if parts else (key,)
     terms: tuple[str, ...] = ()
     if len(word) >= 2 and not word.isdigit() and word not in _ALL_STOP_WORDS:
-        if parts is None and language == "de" and len(word) >= 8:
+        if parts is None and splittable:
             parts = _compound_parts(word)
         terms = tuple(dict.fromkeys(text_term(p) for p in (word, *(parts or ()))))
     return keys, terms
@@ -444,7 +447,7 @@ _CERTIFICATION_CONCEPTS: dict[str, str] = {
 }
 
 # Changes whenever the vocabulary or the analyser does, so stored profiles can tell they are stale.
-ANALYSER_REVISION = 3
+ANALYSER_REVISION = 4
 VOCABULARY_VERSION = hashlib.blake2b(
     f"{ANALYSER_REVISION}\n{_DATA}\n{' '.join(sorted(_GERMAN_PARTS))}".encode(), digest_size=8
 ).hexdigest()

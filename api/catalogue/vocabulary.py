@@ -122,7 +122,7 @@ def _word(word: str, language: str) -> _WordInfo:
     splittable = len(word) >= (8 if language == "de" else 10)
     if word not in FUNCTION_WORDS:
         key = stem(word, language)
-        if splittable and (key,) not in _PHRASES:
+        if splittable and key not in _PHRASE_WORDS:
             parts = _compound_parts(word)
         keys = tuple(stem(part, language) for part in parts) if parts else (key,)
     terms: tuple[str, ...] = ()
@@ -431,6 +431,8 @@ _DATA = (Path(__file__).resolve().parent / "vocabulary.txt").read_text("utf-8")
 CONCEPTS: dict[str, Concept] = _parse(_DATA)
 _ANCESTORS = _ancestors(CONCEPTS)
 _PHRASES, _FIRST = _phrase_index(CONCEPTS.values())
+# Words that the vocabulary itself uses are never split ("Laborpraxis" in "Gute Laborpraxis").
+_PHRASE_WORDS = frozenset(word for key in _PHRASES for word in key)
 _GERMAN_LEXICON = _german_lexicon(CONCEPTS.values(), _GERMAN_PARTS)
 
 _CONCEPT_BY_CANONICAL: dict[str, str] = {

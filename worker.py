@@ -11,10 +11,14 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.email import EmailActivities
+from activities.exchange import ExchangeActivities
 from activities.records import RecordActivities
 from api.config import Settings, get_settings
 from api.db import make_engine
 from api.temporal import connect_temporal
+from workflows.exchange import ExchangeWorkflow
+from workflows.outcome import OutcomeWaveWorkflow
 
 logger = logging.getLogger("ce4big.worker")
 
@@ -23,11 +27,21 @@ def build_worker(
     client: Client, settings: Settings, engine: Engine, executor: ThreadPoolExecutor
 ) -> Worker:
     records = RecordActivities(engine)
+    email = EmailActivities(settings=settings, engine=engine)
+    exchange = ExchangeActivities(engine, settings, email)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[],
-        activities=[records.record_event],
+        workflows=[ExchangeWorkflow, OutcomeWaveWorkflow],
+        activities=[
+            records.record_event,
+            email.send_email,
+            exchange.find_candidates,
+            exchange.update_candidate,
+            exchange.revoke_tokens,
+            exchange.notify,
+            exchange.record_survey,
+        ],
         activity_executor=executor,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )

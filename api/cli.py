@@ -124,6 +124,12 @@ def cmd_catalogue_export(args: argparse.Namespace) -> int:
     return export_command(settings=_settings(), path=Path(args.file) if args.file else None)
 
 
+def cmd_catalogue_reindex(_args: argparse.Namespace) -> int:
+    from api.catalogue.commands import reindex_command
+
+    return reindex_command(settings=_settings())
+
+
 def cmd_match(args: argparse.Namespace) -> int:
     from api.catalogue.commands import match_command
 
@@ -191,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp = catalogue.add_parser("export", help="write the catalogue as CSV (stdout by default)")
     exp.add_argument("file", nargs="?")
     exp.set_defaults(run=cmd_catalogue_export)
+    catalogue.add_parser(
+        "reindex", help="profile again entries read with an older vocabulary"
+    ).set_defaults(run=cmd_catalogue_reindex)
 
     match = commands.add_parser("match", help="rank catalogue partners for a request")
     match.add_argument("--request", required=True, help="a JSON request (one requests line)")

@@ -9,7 +9,8 @@ from sqlmodel import Session
 
 from api.catalogue.csvio import CatalogueInvalid, parse_catalogue_csv, write_catalogue_csv
 from api.catalogue.matching import rank_candidates, request_from_json
-from api.catalogue.store import export_rows, upsert_organisations
+from api.catalogue.store import export_rows, refresh_profiles, upsert_organisations
+from api.catalogue.vocabulary import VOCABULARY_VERSION
 from api.config import Settings
 from api.db import make_engine, session_scope
 from api.errors import Invalid
@@ -53,6 +54,17 @@ def export_command(*, settings: Settings, path: Path | None) -> int:
     else:
         path.write_text(text, encoding="utf-8")
         print(f"{path}: {len(rows)} organisations written", file=sys.stderr)
+    return 0
+
+
+def reindex_command(*, settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            count = refresh_profiles(session=session)
+    finally:
+        engine.dispose()
+    print(f"{count} catalogue entries profiled again with vocabulary {VOCABULARY_VERSION}")
     return 0
 
 

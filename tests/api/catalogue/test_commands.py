@@ -8,7 +8,9 @@ from sqlmodel import Session
 
 from api import cli
 from api.config import Settings
+from api.models import OrganisationProfile
 from tests.api.catalogue.samples import CATALOGUE, csv_text, load, row
+from tests.factories import add_organisation
 
 
 @pytest.fixture
@@ -54,6 +56,19 @@ class TestImportCommand:
         assert f"{source}:3: cluster: unknown cluster 'mars'" in err
         assert run("catalogue", "export") == 0  # type: ignore[operator]
         assert "ok-1" not in capsys.readouterr().out
+
+
+class TestReindexCommand:
+    def test_profiles_entries_written_without_a_profile(
+        self, run: "object", session: Session, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        add_organisation(session, "raw-1", "biom", "cro", description="Comet assay")
+        session.commit()
+
+        assert run("catalogue", "reindex") == 0  # type: ignore[operator]
+
+        assert capsys.readouterr().out.startswith("1 catalogue entries profiled again")
+        assert session.get(OrganisationProfile, "raw-1") is not None
 
 
 class TestMatchCommand:

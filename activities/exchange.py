@@ -213,7 +213,14 @@ class ExchangeActivities:
             return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
 
     def _issue_token(
-        self, *, session: Session, key: str, exchange_id: int, recipient: Recipient, action: str
+        self,
+        *,
+        session: Session,
+        key: str,
+        exchange_id: int,
+        recipient: Recipient,
+        action: str,
+        subject: str | None,
     ) -> str:
         """A fresh random token for this e-mail. A retry before the e-mail went out replaces the
         hash of the earlier attempt, whose plain value was never delivered."""
@@ -240,6 +247,8 @@ class ExchangeActivities:
             "cluster": recipient.cluster,
             "language": recipient.language,
             "timezone": recipient.timezone,
+            # The candidate organisation an e-mail is about (host review, introduction).
+            "subject": subject,
         }
         session.add(row)
         return token.plain
@@ -303,6 +312,7 @@ class ExchangeActivities:
                         exchange_id=data.exchange_id,
                         recipient=recipient,
                         action=data.action,
+                        subject=data.extra.get("organisation_id"),
                     )
                     action_url = f"{self._settings.base_url}/t/{token}"
                 plans.append(

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from api.catalogue.matching import MatchRequest, rank_candidates
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 from temporalio import activity
@@ -22,6 +21,7 @@ from activities.types import (
     RevokeTokensInput,
     UpdateCandidateInput,
 )
+from api.catalogue.matching import MatchRequest, rank_candidates
 from api.config import Settings
 from api.db import session_scope
 from api.domain import CLUSTERS_BY_ID, Role
@@ -394,7 +394,16 @@ class ExchangeFacts:
             else None
         )
         partner_id = data.extra.get("organisation_id")
-        partner = session.get(Organisation, partner_id) if isinstance(partner_id, str) else None
+        if not isinstance(partner_id, str):
+            # Slot, meeting and survey steps name no organisation: the partner is whoever
+            # accepted the introduction (their invite, their name in the e-mail).
+            partner_id = session.exec(
+                select(ExchangeCandidate.organisation_id).where(
+                    ExchangeCandidate.exchange_id == exchange.id,
+                    ExchangeCandidate.intro_status == "accepted",
+                )
+            ).first()
+        partner = session.get(Organisation, partner_id) if partner_id else None
         brokers = list(
             session.exec(
                 select(User).where(

@@ -9,6 +9,7 @@ import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -58,7 +59,9 @@ BM25_B = 0.5
 REFERENCE_LENGTH = 60.0
 # What a narrower concept counts for its broader one, per level.
 NARROWER = 0.85
-PARALLEL_FROM = 5000
+# Below this many rows, starting worker processes (each imports and warms the vocabulary)
+# costs more than it saves.
+PARALLEL_FROM = 40_000
 MAX_WORKERS = 4
 
 
@@ -199,8 +202,12 @@ def organisation_profiles(many: Sequence[Mapping[str, Any]]) -> list[bytes]:
         return [organisation_profile(values) for values in many]
     # forkserver, not fork: the web app and the worker run threads, which fork would copy.
     context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return list(pool.map(organisation_profile, many, chunksize=500))
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            return list(pool.map(organisation_profile, many, chunksize=500))
+    except (BrokenProcessPool, OSError):
+        # A caller's script without a __main__ guard cannot start workers: do it here.
+        return [organisation_profile(values) for values in many]
 
 
 def bm25_idf(document_frequency: int, documents: int) -> float:

@@ -422,6 +422,11 @@ def rank_candidates(
     if not eligible.size:
         return []
     busy = _busy_organisations(session=session, request=request, settings=settings)
+    wanted = top + len(busy)
+    if eligible.size > wanted:
+        # Keep the best `wanted` scores, and every row tied with the last of them.
+        best = np.argpartition(-scores[eligible], wanted - 1)[:wanted]
+        eligible = eligible[scores[eligible] >= scores[eligible[best]].min()]
     # Ties break by id: rows are sorted by id, so by position.
     order = eligible[np.lexsort((eligible, -scores[eligible]))]
     shown = [p for p in order if index.ids[p] not in busy][:top]
@@ -435,6 +440,8 @@ def rank_candidates(
     candidates = []
     for position in shown:
         ident = index.ids[position]
+        if ident not in rows:
+            continue  # deleted since the index was read
         reasons = explain_match(
             organisation=rows[ident],
             request=request,
@@ -514,7 +521,7 @@ def explain_match(
     request: MatchRequest,
     reading: RequestReading,
     idf: dict[str, float],
-    busy: Any,
+    busy: "_Busy | None",
     settings: Settings,
 ) -> list[str]:
     """Human-readable reasons, strongest first; each states a fact of the catalogue entry."""
@@ -573,7 +580,7 @@ def explain_match(
     cluster = CLUSTERS_BY_ID.get(organisation.get("cluster_id", ""))
     if cluster is not None:
         reasons.append(f"cluster: {cluster.name} ({cluster.country})")
-    if isinstance(busy, _Busy):
+    if busy is not None:
         if busy.open_introductions:
             reasons.append(
                 f"ranked after the others: already in introduction for {busy.open_introductions}"

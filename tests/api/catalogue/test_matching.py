@@ -269,6 +269,10 @@ class TestOrder:
 
         assert ids(found) == ["twin-a", "twin-b", "twin-c"]
         assert len({c.score for c in found}) == 1
+        cut = rank_candidates(
+            session=session, request=request("organoids", home="klsk"), top=2, settings=settings
+        )
+        assert ids(cut) == ["twin-a", "twin-b"]
 
     def test_top_limits_the_list(self, catalogue: Session, settings: Settings) -> None:
         wanted = request("GLP toxicology, GMP manufacturing, sequencing", home="klsk")

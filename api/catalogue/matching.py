@@ -333,6 +333,8 @@ def _build_query(
             factor = wanted.weight * BROADER[distance] * query.idf[f"c:{ancestor}"]
             broader[ancestor] = max(broader.get(ancestor, 0.0), factor)
     for ancestor, factor in broader.items():
+        # Counted in the ideal too, so that a score stays within 0..1.
+        query.ideal += factor
         query.add(f"c:{ancestor}", factor)
     for term, count in reading.terms.items():
         factor = TEXT_WEIGHT * query.idf[f"w:{term}"] * (1 + math.log(count))

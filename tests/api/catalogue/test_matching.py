@@ -258,6 +258,7 @@ class TestOrder:
 
         assert first == second
         assert [c.score for c in first] == sorted((c.score for c in first), reverse=True)
+        assert all(0 < c.score <= 1 for c in first)
 
     def test_ties_are_broken_by_id(self, session: Session, settings: Settings) -> None:
         twin = "Organoid platform for drug screening."

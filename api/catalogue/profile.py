@@ -52,6 +52,7 @@ _COUNTRY_CONCEPTS = {
 }
 LIST_FIELDS = ("services", "technologies", "therapeutic_areas", "modalities", "stages")
 TEXT_FIELDS = ("name", "description", "services", "technologies")
+READ_FIELDS = ("name", "description", "kind", "country", "certifications", *LIST_FIELDS)
 # BM25 document side with a fixed reference length, so a weight never depends on the rest of
 # the catalogue and a stored profile stays valid as the catalogue grows.
 BM25_K1 = 1.2
@@ -202,9 +203,11 @@ def organisation_profiles(many: Sequence[Mapping[str, Any]]) -> list[bytes]:
         return [organisation_profile(values) for values in many]
     # forkserver, not fork: the web app and the worker run threads, which fork would copy.
     context = multiprocessing.get_context("forkserver")
+    # Only what a reading needs crosses to the workers: pickling is part of the cost.
+    slim = [{name: values.get(name) for name in READ_FIELDS} for values in many]
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            return list(pool.map(organisation_profile, many, chunksize=500))
+            return list(pool.map(organisation_profile, slim, chunksize=1000))
     except (BrokenProcessPool, OSError):
         # A caller's script without a __main__ guard cannot start workers: do it here.
         return [organisation_profile(values) for values in many]

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from api.models import Exchange, Organisation, User
+from api.models import Exchange, User
 from api.users import add_user
 from tests.factories import add_organisation
 
@@ -108,9 +108,10 @@ def add_people(session: Session) -> tuple[User, list[User], User, User]:
     return requester, brokers, host, manager
 
 
-def add_exchange(session: Session, requester: User) -> Exchange:
+def add_exchange(session: Session, requester: User, exchange_id: int | None = None) -> Exchange:
     assert requester.id is not None
     exchange = Exchange(
+        id=exchange_id,
         title="GLP genotoxicity battery",
         description="We need an Ames test and an in vitro micronucleus assay under GLP "
         "for our lead compound before the first regulatory filing.",
@@ -125,11 +126,11 @@ def add_exchange(session: Session, requester: User) -> Exchange:
     return exchange
 
 
-def add_world(session: Session) -> ExchangeWorld:
+def add_world(session: Session, exchange_id: int | None = None) -> ExchangeWorld:
     """Everything committed, so that activities with their own sessions see it."""
     add_catalogue(session)
     requester, brokers, host, manager = add_people(session)
-    exchange = add_exchange(session, requester)
+    exchange = add_exchange(session, requester, exchange_id)
     session.commit()
     assert exchange.id is not None and requester.id is not None
     assert host.id is not None and manager.id is not None
@@ -140,9 +141,3 @@ def add_world(session: Session) -> ExchangeWorld:
         host_broker_id=host.id,
         manager_id=manager.id,
     )
-
-
-def partner_organisation(session: Session) -> Organisation:
-    organisation = session.get(Organisation, PARTNER_ID)
-    assert organisation is not None
-    return organisation

@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from api.catalogue.vocabulary import (
+    CONCEPTS,
+    Facet,
     TextAnalysis,
     analyse_item,
     analyse_text,
@@ -60,6 +62,10 @@ BM25_B = 0.5
 REFERENCE_LENGTH = 60.0
 # What a narrower concept counts for its broader one, per level.
 NARROWER = 0.85
+# A specialist answers a request for its speciality better than a generalist that lists it
+# among twenty services: concept weights shrink a little with the number of services stated.
+FOCUS_B = 0.2
+FOCUS_REFERENCE = 10.0
 # Below this many rows, starting worker processes (each imports and warms the vocabulary)
 # costs more than it saves.
 PARALLEL_FROM = 40_000
@@ -157,12 +163,18 @@ def profile_terms(reading: OrganisationReading) -> dict[str, float]:
     also stands, a little less, for each broader one: GMP manufacturing is manufacturing),
     `n:` negated concepts and `w:` text terms (BM25 document weights, scaled to 0..1)."""
     terms: dict[str, float] = {}
+    doing = sum(
+        1 for c in reading.concepts if CONCEPTS[c].facet in (Facet.SERVICE, Facet.TECHNOLOGY)
+    )
+    focus = (1 - FOCUS_B + FOCUS_B / FOCUS_REFERENCE) / (
+        1 - FOCUS_B + FOCUS_B * max(doing, 1) / FOCUS_REFERENCE
+    )
     for concept, evidence in reading.concepts.items():
         key = f"c:{concept}"
-        terms[key] = max(terms.get(key, 0.0), evidence.weight)
+        terms[key] = max(terms.get(key, 0.0), evidence.weight * focus)
         for ancestor, distance in expand_ancestors(concept).items():
             key = f"c:{ancestor}"
-            terms[key] = max(terms.get(key, 0.0), evidence.weight * NARROWER**distance)
+            terms[key] = max(terms.get(key, 0.0), evidence.weight * focus * NARROWER**distance)
     for concept in reading.negated:
         terms[f"n:{concept}"] = 1.0
     norm = BM25_K1 * (1 - BM25_B + BM25_B * max(reading.length, 1) / REFERENCE_LENGTH)

@@ -53,9 +53,10 @@ class TestProfileTerms:
     def test_names_concepts_with_their_broader_ones_negations_and_words(self) -> None:
         terms = profile_terms(read_organisation(VALUES))
 
-        assert terms["c:svc.ames"] == 1.0
-        assert terms["c:svc.genotoxicity"] == pytest.approx(0.85)
-        assert terms["c:svc.toxicology"] == pytest.approx(0.85**2)
+        stated = terms["c:svc.ames"]
+        assert 0.5 < stated <= 1.0
+        assert terms["c:svc.genotoxicity"] == pytest.approx(0.85 * stated)
+        assert terms["c:svc.toxicology"] == pytest.approx(0.85**2 * stated)
         assert terms["n:svc.single_cell"] == 1.0
         assert 0 < terms["w:isar"] < 1
 
@@ -63,6 +64,29 @@ class TestProfileTerms:
         hashes, weights = unpack_terms(organisation_profile(VALUES))
 
         assert len(hashes) == len(weights) == len(profile_terms(read_organisation(VALUES)))
+
+    def test_a_specialist_weighs_its_speciality_more_than_a_generalist(self) -> None:
+        generalist = {
+            **VALUES,
+            "services": [
+                *VALUES["services"],
+                "PK",
+                "ELISA",
+                "flow cytometry",
+                "histology",
+                "LC-MS/MS",
+                "qPCR",
+                "RNA-seq",
+                "proteomics",
+                "microscopy",
+                "CRISPR",
+            ],
+        }
+
+        special = profile_terms(read_organisation(VALUES))["c:svc.ames"]
+        general = profile_terms(read_organisation(generalist))["c:svc.ames"]
+
+        assert general < special
 
 
 class TestOrganisationProfiles:

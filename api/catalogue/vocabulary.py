@@ -449,7 +449,7 @@ _CERTIFICATION_CONCEPTS: dict[str, str] = {
 }
 
 # Changes whenever the vocabulary or the analyser does, so stored profiles can tell they are stale.
-ANALYSER_REVISION = 5
+ANALYSER_REVISION = 6
 VOCABULARY_VERSION = hashlib.blake2b(
     f"{ANALYSER_REVISION}\n{_DATA}\n{' '.join(sorted(_GERMAN_PARTS))}".encode(), digest_size=8
 ).hexdigest()

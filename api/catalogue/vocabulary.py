@@ -80,7 +80,8 @@ class TextAnalysis:
         return list(dict.fromkeys(m.concept for m in self.mentions if m.negated == negated))
 
 
-_PHASE_WORDS = frozenset({"phase", "phases", "phasen", "faza", "fazy", "fazie", "fazach", "faze"})
+_POLISH_PHASE_WORDS = frozenset({"faza", "fazy", "fazie", "fazach", "faze"})
+_PHASE_WORDS = frozenset({"phase", "phases", "phasen"}) | _POLISH_PHASE_WORDS
 _NUMERALS = {"i": 1, "ii": 2, "iii": 3, "iv": 4, "1": 1, "2": 2, "3": 3, "4": 4}
 _JOINERS = frozenset({"to", "a", "bis", "do", "und", "and", "et", "i", "or", "oder", "ou", "lub"})
 _RANGE_JOINERS = frozenset({"to", "a", "bis", "do"})
@@ -145,6 +146,13 @@ def _units(tokens: Tokens, language: str) -> list[_Unit]:
             units.extend((f"phase{n}", index, end - 1) for n in numbers)
             index = end
             continue
+        if _numeral(word):
+            # Polish also puts the numeral first: "badanie I fazy", "I/II fazy".
+            numbers, end = _phase_span(tokens, index)
+            if end < count and words[end] in _POLISH_PHASE_WORDS:
+                units.extend((f"phase{n}", index, end) for n in numbers)
+                index = end + 1
+                continue
         for key in _known(word, language)[0]:
             units.append((key, index, index))
         index += 1
@@ -449,7 +457,7 @@ _CERTIFICATION_CONCEPTS: dict[str, str] = {
 }
 
 # Changes whenever the vocabulary or the analyser does, so stored profiles can tell they are stale.
-ANALYSER_REVISION = 6
+ANALYSER_REVISION = 7
 VOCABULARY_VERSION = hashlib.blake2b(
     f"{ANALYSER_REVISION}\n{_DATA}\n{' '.join(sorted(_GERMAN_PARTS))}".encode(), digest_size=8
 ).hexdigest()

@@ -100,7 +100,10 @@ class TestAnalyseText:
     def test_phase_ranges_name_each_phase(self) -> None:
         assert concepts_of("Phasen I bis III") == ["stage.phase1", "stage.phase2", "stage.phase3"]
         assert concepts_of("faza I/II", "pl") == ["stage.phase1", "stage.phase2"]
-        assert concepts_of("badanie I fazy", "pl") == ["svc.clinical_trials", "stage.phase1"]
+        assert concepts_of("badanie kliniczne I fazy", "pl") == [
+            "svc.clinical_trials",
+            "stage.phase1",
+        ]
         assert "stage.phase1" not in concepts_of("terapia genowa i komórkowa", "pl")
 
     def test_negations_are_marked(self) -> None:

@@ -1,13 +1,13 @@
 """The web app: factory, lifespan, error format, health and identity routes."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
@@ -15,7 +15,7 @@ from temporalio.client import Client
 from api.config import Settings, get_settings
 from api.db import make_engine
 from api.errors import AppError
-from api.routes import catalogue, core, devmailbox
+from api.routes import catalogue, core, devmailbox, pages
 from api.temporal import TemporalConnector
 
 logger = logging.getLogger(__name__)
@@ -44,21 +44,48 @@ def _field_name(location: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AppError)
+def _error_response(
+    request: Request,
+    *,
+    status_code: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """JSON for the API; the page behind an e-mail link gets a page in its recipient's language."""
+    if pages.is_page_request(request):
+        response: Response = pages.error_page(
+            request, status_code=status_code, code=code, message=message
+        )
+        response.headers.update(headers or {})
+        return response
     return JSONResponse(
-        error_body(exc.code, exc.message, **exc.details()), status_code=exc.status_code
+        error_body(code, message, **extra), status_code=status_code, headers=headers
     )
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    return _error_response(
+        request,
+        status_code=exc.status_code,
+        code=exc.code,
+        message=exc.message,
+        **exc.details(),
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = HTTP_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code
-    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+    return _error_response(
+        request, status_code=exc.status_code, code=code, message=message, headers=exc.headers
+    )
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     fields = [
         {"field": _field_name(err.get("loc", ())), "message": str(err.get("msg", "invalid"))}
@@ -66,13 +93,16 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     ]
     first = fields[0] if fields else {"field": "body", "message": "invalid"}
     message = f"{first['field']}: {first['message']}"
-    return JSONResponse(error_body("invalid", message, fields=fields), status_code=422)
+    return _error_response(request, status_code=422, code="invalid", message=message, fields=fields)
 
 
-async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _database_error(request: Request, exc: Exception) -> Response:
     logger.exception("database error", exc_info=exc)
-    return JSONResponse(
-        error_body("unavailable", "the database did not complete the request"), status_code=503
+    return _error_response(
+        request,
+        status_code=503,
+        code="unavailable",
+        message="the database did not complete the request",
     )
 
 
@@ -105,6 +135,7 @@ def create_app(
     app.include_router(core.router)
     app.include_router(core.api_router, prefix="/api/v1")
     app.include_router(catalogue.router, prefix="/api/v1")
+    app.include_router(pages.router)
     if settings.is_development:
         app.include_router(devmailbox.router)
     return app

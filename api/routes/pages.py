@@ -1,0 +1,556 @@
+"""`/t/{token}`: the page behind every e-mail link.
+
+Rendered on the server in the recipient's language and usable without JavaScript. A GET only
+shows what the link is for, because mail scanners prefetch links; each decision is a form that
+posts back with a CSRF field and reaches the workflow through `act_on_link`, as the JSON API does.
+"""
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_time
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from pydantic import ValidationError
+from sqlmodel import Session, col, select
+from starlette.datastructures import FormData
+from starlette.templating import Jinja2Templates
+from temporalio.client import Client
+
+from api.actions import Link, act_on_link, describe_link, open_link
+from api.config import Settings
+from api.deps import SessionDep, SettingsDep, TemporalDep
+from api.domain import CooperationType
+from api.errors import AppError, Forbidden, Invalid, NotFound
+from api.models import DESCRIPTION_MAX, NOTE_MAX, TITLE_MAX, ActionToken, utcnow
+from api.pages_i18n import FIELD_TEXTS, TEXTS, choose_language, text
+from api.schemas import MAX_SLOTS, ActionBody
+from api.security import hash_token
+from emails.vocabulary import BABEL_LOCALES, DATETIME_PATTERNS, LABELS
+
+PAGE_PREFIX = "/t/"
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+CSRF_COOKIE = "ce4big_link_csrf"
+CSRF_FIELD = "csrf"
+TOKEN_MIN, TOKEN_MAX = 16, 100
+SLOT_MINUTES = (30, 45, 60, 90, 120)
+DEFAULT_SLOT_MINUTES = 60
+SURVEY_OUTCOMES = (
+    "did_not_take_place",
+    "insufficient_interest",
+    "informative_no_cooperation",
+    "cooperation_possible",
+)
+WAVE_OUTCOMES = (
+    "no_further_contact",
+    "valuable_contact",
+    "negotiation_started",
+    "agreement_reached",
+)
+MEETING_MODES = ("video", "in_person", "phone")
+# Offered for counter-proposals; the viewer's and the proposer's zones are added when missing.
+ZONES = (
+    "Europe/Brussels",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Europe/Warsaw",
+    "Europe/London",
+    "Europe/Dublin",
+    "Europe/Lisbon",
+    "Europe/Madrid",
+    "Europe/Rome",
+    "Europe/Amsterdam",
+    "Europe/Luxembourg",
+    "Europe/Zurich",
+    "Europe/Vienna",
+    "Europe/Prague",
+    "Europe/Copenhagen",
+    "Europe/Stockholm",
+    "Europe/Oslo",
+    "Europe/Helsinki",
+    "Europe/Athens",
+    "Europe/Bucharest",
+    "UTC",
+    "America/New_York",
+    "America/Chicago",
+    "America/Los_Angeles",
+    "America/Toronto",
+    "Asia/Tokyo",
+    "Asia/Shanghai",
+    "Asia/Singapore",
+    "Asia/Kolkata",
+    "Australia/Sydney",
+)
+# The pages need no script at all; their only inline styles are allowed by hash, one by one.
+_STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
+_COOKIE_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+SECURITY_HEADERS = {
+    # The token is in the URL: no other site may learn it through a Referer.
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "X-Robots-Tag": "noindex, nofollow",
+}
+# Link problems whose page says all there is to say; others also show the technical detail.
+_PLAIN_CODES = frozenset({"link_used", "link_revoked", "link_expired", "not_found", "csrf_failed"})
+_KNOWN_CODES = _PLAIN_CODES | {"conflict", "forbidden", "invalid", "unavailable"}
+
+templates = Jinja2Templates(
+    env=Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+)
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+class CsrfFailed(Forbidden):
+    code = "csrf_failed"
+
+
+@dataclass(frozen=True)
+class SlotView:
+    start: str  # as proposed: the value the form sends back
+    yours: str
+    theirs: str
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    organisation_id: str
+    name: str
+    cluster: str
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class LinkView:
+    token: str
+    kind: str
+    allowed: tuple[str, ...]
+    title: str
+    summary: str
+    requester: str
+    home_cluster: str
+    cooperation: str
+    stage: str
+    outcome: str | None
+    subject: str | None
+    candidates: list[CandidateView]
+    slots: list[SlotView]
+    proposed_by: str | None
+    proposal_zone: str | None
+    same_zone: bool
+    timezone: str
+    zones: list[str]
+    expires: str
+    csrf: str
+
+
+def is_page_request(request: Request) -> bool:
+    return str(request.scope.get("path", "")).startswith(PAGE_PREFIX)
+
+
+def _label(language: str, key: str, fallback: str) -> str:
+    return text(language, key) if key in TEXTS else fallback.replace("_", " ")
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _zone_name(value: datetime, zone: ZoneInfo, locale: str) -> str:
+    # The long name says whether summer time applies, which an offset alone leaves unclear.
+    return format_time(value, "zzzz", tzinfo=zone, locale=locale)
+
+
+def format_moment(value: datetime, *, zone: str, language: str) -> str:
+    tz, locale = ZoneInfo(zone), BABEL_LOCALES[language]
+    local = _aware(value).astimezone(tz)
+    date = format_date(local, "full", locale=locale)
+    time = format_time(local, "short", tzinfo=tz, locale=locale)
+    moment = DATETIME_PATTERNS[language].format(date=date, time=time)
+    return f"{moment} ({_zone_name(local, tz, locale)})"
+
+
+def format_span(start: datetime, end: datetime, *, zone: str, language: str) -> str:
+    tz, locale = ZoneInfo(zone), BABEL_LOCALES[language]
+    local_start, local_end = _aware(start).astimezone(tz), _aware(end).astimezone(tz)
+    if local_start.date() != local_end.date():
+        first = format_moment(start, zone=zone, language=language)
+        return f"{first} \N{EN DASH} {format_moment(end, zone=zone, language=language)}"
+    date = format_date(local_start, "full", locale=locale)
+    times = "\N{EN DASH}".join(
+        format_time(t, "short", tzinfo=tz, locale=locale) for t in (local_start, local_end)
+    )
+    return f"{date}, {times} ({_zone_name(local_start, tz, locale)})"
+
+
+def _csp(html: str) -> str:
+    hashes = [
+        "'sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode() + "'"
+        for css in _STYLE.findall(html)
+    ]
+    styles = " ".join(hashes) or "'none'"
+    return (
+        f"default-src 'none'; style-src {styles}; img-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+
+
+def render_page(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    language: str,
+    status_code: int = 200,
+) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {**context, "language": language, "t": partial(text, language)},
+        status_code=status_code,
+    )
+    response.headers["Content-Security-Policy"] = _csp(bytes(response.body).decode())
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def error_page(request: Request, *, status_code: int, code: str, message: str) -> HTMLResponse:
+    """The HTML twin of the JSON error body, for page routes (see api.main)."""
+    language = page_language(request)
+    key = code if code in _KNOWN_CODES else "other"
+    return render_page(
+        request,
+        "action/error.html",
+        {"key": key, "details": None if code in _PLAIN_CODES else message},
+        language=language,
+        status_code=status_code,
+    )
+
+
+def _stored_language(session: Session, plain: str) -> str | None:
+    payload = session.exec(
+        select(col(ActionToken.payload)).where(ActionToken.token_hash == hash_token(plain))
+    ).first()
+    return str(payload.get("language")) if payload and payload.get("language") else None
+
+
+def page_language(request: Request) -> str:
+    return choose_language(
+        getattr(request.state, "language", None), request.headers.get("accept-language")
+    )
+
+
+def get_page_link(request: Request, token: str, session: SessionDep) -> Link:
+    if not TOKEN_MIN <= len(token) <= TOKEN_MAX:
+        raise NotFound("this link is unknown: check that it was copied whole")
+    try:
+        link = open_link(session=session, plain=token, now=utcnow())
+    except AppError:
+        # The error page speaks the recipient's language even when the link no longer works.
+        request.state.language = _stored_language(session, token)
+        raise
+    request.state.language = link.language
+    return link
+
+
+PageLink = Annotated[Link, Depends(get_page_link)]
+
+
+def csrf_value(*, settings: Settings, token_hash: str, cookie: str) -> str:
+    """The hidden field: bound to this link and to this browser's cookie, so that another site
+    can neither forge it nor reuse one it saw."""
+    key = settings.secret_key.get_secret_value().encode()
+    return hmac.new(key, f"{token_hash}:{cookie}".encode(), hashlib.sha256).hexdigest()
+
+
+def _check_csrf(*, request: Request, form: FormData, link: Link, settings: Settings) -> None:
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    sent = form.get(CSRF_FIELD)
+    expected = csrf_value(settings=settings, token_hash=link.token.token_hash, cookie=cookie)
+    if not cookie or not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
+        raise CsrfFailed("the form's security check failed: open the link again and resend it")
+
+
+def _text_field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _slots_from_form(form: FormData) -> list[dict[str, str]]:
+    slots = []
+    for number in range(MAX_SLOTS):
+        start_text = _text_field(form, f"slot_start_{number}")
+        if not start_text:
+            continue
+        try:
+            start = datetime.fromisoformat(start_text)
+            minutes = int(_text_field(form, f"slot_minutes_{number}") or DEFAULT_SLOT_MINUTES)
+        except ValueError:
+            raise Invalid(f"slots.{number}: not a date and time") from None
+        if minutes not in SLOT_MINUTES:
+            raise Invalid(f"slots.{number}: a slot lasts one of {SLOT_MINUTES} minutes")
+        end = start + timedelta(minutes=minutes)
+        slots.append({"start": start.isoformat(), "end": end.isoformat()})
+    return slots
+
+
+def body_from_form(form: FormData) -> ActionBody:
+    """The JSON API's body from a page's form; a 422 names the field that is wrong."""
+    values: dict[str, Any] = {"action": _text_field(form, "action")}
+    for name in (
+        "reason",
+        "note",
+        "comment",
+        "location",
+        "mode",
+        "outcome",
+        "agreement_type",
+        "title",
+        "description",
+        "start",
+        "timezone",
+        "satisfaction",
+        "recommend",
+    ):
+        if value := _text_field(form, name):
+            values[name] = value
+    ids = [v for v in form.getlist("organisation_ids") if isinstance(v, str) and v]
+    if ids:
+        values["organisation_ids"] = ids
+    if slots := _slots_from_form(form):
+        values["slots"] = slots
+    try:
+        return ActionBody.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        raise Invalid(f"{where}: {error['msg']}") from None
+
+
+def _zones(*preferred: str | None) -> list[str]:
+    return list(dict.fromkeys([*(z for z in preferred if z), *ZONES]))
+
+
+def link_view(
+    *, token: str, link: Link, described: dict[str, Any], language: str, csrf: str
+) -> LinkView:
+    exchange = described["exchange"]
+    viewer_zone = link.timezone
+    proposal_zone = described.get("proposal_timezone") or viewer_zone
+    slots = []
+    for slot in described.get("proposed_slots") or []:
+        start, end = datetime.fromisoformat(slot["start"]), datetime.fromisoformat(slot["end"])
+        slots.append(
+            SlotView(
+                start=slot["start"],
+                yours=format_span(start, end, zone=viewer_zone, language=language),
+                theirs=format_span(start, end, zone=proposal_zone, language=language),
+            )
+        )
+    subject = described.get("subject_organisation")
+    kind = str(described["kind"])
+    if f"heading.{kind}" not in TEXTS:
+        kind = "view"
+    cooperation = str(exchange["cooperation_type"])
+    return LinkView(
+        token=token,
+        kind=kind,
+        allowed=tuple(described["allowed_actions"]),
+        title=str(exchange["title"]),
+        summary=str(exchange["summary"]),
+        requester=str(exchange["requester_organisation"]) or text(language, "a_member"),
+        home_cluster=str(exchange["home_cluster"]),
+        cooperation=LABELS["cooperation"][language].get(cooperation, cooperation),
+        stage=_label(language, f"stage.{exchange['stage']}", str(exchange["stage"])),
+        outcome=(
+            _label(language, f"closed.{link.exchange.outcome}", link.exchange.outcome)
+            if link.exchange.outcome
+            else None
+        ),
+        subject=str(subject["name"]) if subject else None,
+        candidates=[
+            CandidateView(
+                organisation_id=str(c["organisation_id"]),
+                name=str(c["name"]),
+                cluster=str(c["cluster"]),
+                reasons=[str(r) for r in c["reasons"]],
+            )
+            for c in described.get("candidates") or []
+        ],
+        slots=slots,
+        proposed_by=described.get("proposed_by"),
+        proposal_zone=described.get("proposal_timezone"),
+        same_zone=proposal_zone == viewer_zone,
+        timezone=viewer_zone,
+        zones=_zones(viewer_zone, described.get("proposal_timezone")),
+        expires=format_moment(link.token.expires_at, zone=viewer_zone, language=language),
+        csrf=csrf,
+    )
+
+
+def _csrf_cookie(request: Request) -> str:
+    value = request.cookies.get(CSRF_COOKIE, "")
+    return value if _COOKIE_SHAPE.fullmatch(value) else secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class FormProblem:
+    field: str | None
+    message: str
+
+
+def _problem(language: str, message: str) -> FormProblem:
+    name = message.split(":", 1)[0].split(".", 1)[0]
+    key = FIELD_TEXTS.get(name)
+    return FormProblem(field=text(language, key) if key else None, message=message)
+
+
+def _form_values(form: FormData | None) -> dict[str, list[str]]:
+    if form is None:
+        return {}
+    return {name: [v for v in form.getlist(name) if isinstance(v, str)] for name in form}
+
+
+async def _link_page(
+    request: Request,
+    *,
+    token: str,
+    link: Link,
+    session: Session,
+    client: Client,
+    settings: Settings,
+    cookie: str,
+    status_code: int = 200,
+    problem: FormProblem | None = None,
+    form: FormData | None = None,
+) -> HTMLResponse:
+    language = page_language(request)
+    described = await describe_link(session=session, client=client, link=link)
+    view = link_view(
+        token=token,
+        link=link,
+        described=described,
+        language=language,
+        csrf=csrf_value(settings=settings, token_hash=link.token.token_hash, cookie=cookie),
+    )
+    posted = _text_field(form, "action") if form is not None else None
+    values = _form_values(form)
+
+    def value(action: str, name: str, default: str = "") -> str:
+        """What the recipient typed, when the form comes back to them with a problem."""
+        return values.get(name, [default])[0] if posted == action else default
+
+    def chosen(action: str, name: str) -> list[str]:
+        return values.get(name, []) if posted == action else []
+
+    return render_page(
+        request,
+        "action/page.html",
+        {
+            "view": view,
+            "problem": problem,
+            "value": value,
+            "chosen": chosen,
+            "limits": {"note": NOTE_MAX, "title": TITLE_MAX, "description": DESCRIPTION_MAX},
+            "max_slots": MAX_SLOTS,
+            "slot_minutes": SLOT_MINUTES,
+            "default_slot_minutes": DEFAULT_SLOT_MINUTES,
+            "survey_outcomes": SURVEY_OUTCOMES,
+            "wave_outcomes": WAVE_OUTCOMES,
+            "meeting_modes": [(m, LABELS["meeting_mode"][language][m]) for m in MEETING_MODES],
+            "agreement_types": [
+                (c.value, LABELS["cooperation"][language].get(c.value, c.value))
+                for c in CooperationType
+            ],
+        },
+        language=language,
+        status_code=status_code,
+    )
+
+
+@router.get(PAGE_PREFIX + "{token}", name="action_page")
+async def show_action_page(
+    request: Request,
+    token: str,
+    link: PageLink,
+    session: SessionDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+) -> HTMLResponse:
+    # Shows, never acts: mail scanners and link previews fetch this URL on their own.
+    cookie = _csrf_cookie(request)
+    response = await _link_page(
+        request,
+        token=token,
+        link=link,
+        session=session,
+        client=client,
+        settings=settings,
+        cookie=cookie,
+    )
+    response.set_cookie(
+        CSRF_COOKIE,
+        cookie,
+        path=PAGE_PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=settings.base_url.startswith("https://"),
+    )
+    return response
+
+
+@router.post(PAGE_PREFIX + "{token}", name="action_submit")
+async def submit_action_page(
+    request: Request,
+    token: str,
+    link: PageLink,
+    session: SessionDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+) -> HTMLResponse:
+    language = page_language(request)
+    async with request.form(max_files=0, max_fields=64) as form:
+        _check_csrf(request=request, form=form, link=link, settings=settings)
+        try:
+            body = body_from_form(form)
+            await act_on_link(
+                session=session, client=client, settings=settings, link=link, body=body
+            )
+        except Invalid as exc:
+            # Refused before the workflow took anything: nothing of this request is kept.
+            session.rollback()
+            return await _link_page(
+                request,
+                token=token,
+                link=link,
+                session=session,
+                client=client,
+                settings=settings,
+                cookie=request.cookies.get(CSRF_COOKIE, ""),
+                status_code=exc.status_code,
+                problem=_problem(language, exc.message),
+                form=form,
+            )
+    return render_page(
+        request,
+        "action/done.html",
+        {"action": body.action, "title": link.exchange.title},
+        language=language,
+    )

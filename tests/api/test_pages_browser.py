@@ -1,0 +1,121 @@
+"""The page behind an e-mail link in a real browser: Debian's Chromium driven by Playwright,
+against the app served by uvicorn on a free port of this machine."""
+
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from playwright.async_api import async_playwright, expect
+from sqlalchemy import Engine
+from sqlmodel import Session
+from temporalio.testing import WorkflowEnvironment
+
+from api.main import create_app
+from api.pages_i18n import text
+from tests.api.test_pages import (
+    add_exchange,
+    drive_to_introduction,
+    issue_link,
+    start_exchange,
+    token_row,
+)
+from tests.conftest import make_settings
+from tests.emails.mailserver import free_port
+from tests.workflows.conftest import Harness, running_harness, wait_stage
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(tempfile.gettempdir())
+# --brand of base.html: the header has it only if the CSP let the layout's styles through.
+BRAND_BLUE = "rgb(11, 83, 148)"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and not os.environ.get("CI"),
+        reason=f"{CHROMIUM} is missing: apt-get install -y chromium (CI installs it)",
+    ),
+]
+
+
+@pytest.fixture
+async def harness(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Harness]:
+    async with running_harness(time_skipping_env) as harness:
+        yield harness
+
+
+@asynccontextmanager
+async def serving(app: FastAPI, port: int) -> AsyncIterator[None]:
+    """uvicorn in this event loop, so that the app shares the test's Temporal client."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, ws="none")
+    )
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if not server.started:
+        server.should_exit = True
+        await task
+        raise RuntimeError(f"uvicorn did not start on port {port}")
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
+class TestLinkPageInABrowser:
+    async def test_accept_an_introduction_by_clicking(
+        self, db: Engine, session: Session, harness: Harness
+    ) -> None:
+        exchange = add_exchange(session)
+        handle = await start_exchange(harness, exchange)
+        await drive_to_introduction(handle)
+        plain = issue_link(session, exchange, "introduction", language="fr")
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        settings = make_settings(db.url.render_as_string(hide_password=False), base_url=base_url)
+        app = create_app(settings, temporal_client=harness.env.client)
+        name = db.url.get_backend_name()
+        console: list[str] = []
+
+        async with serving(app, port), async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+            )
+            try:
+                page = await browser.new_page(
+                    locale="fr-FR", viewport={"width": 1000, "height": 900}
+                )
+                page.on("console", lambda message: console.append(message.text))
+                await page.goto(f"{base_url}/t/{plain}")
+                await expect(page.locator("h1")).to_have_text(text("fr", "heading.introduction"))
+                header = page.locator("header.site-header")
+                await expect(header).to_have_css("background-color", BRAND_BLUE)
+                await page.screenshot(path=SCREENSHOTS / f"ce4big-link-{name}.png", full_page=True)
+
+                await page.get_by_role("button", name=text("fr", "accept")).click()
+                await expect(page.locator("h1")).to_have_text(text("fr", "done_title"))
+                await expect(page.get_by_role("status")).to_contain_text(text("fr", "done.accept"))
+                await page.screenshot(path=SCREENSHOTS / f"ce4big-link-{name}-done.png")
+            finally:
+                await browser.close()
+
+        await wait_stage(handle, "scheduling", ["requester"])
+        assert token_row(session, plain).used_at is not None
+        assert not [m for m in console if "Content Security Policy" in m], console

@@ -626,21 +626,6 @@ def request_from_json(data: Any) -> MatchRequest:
     )
 
 
-def request_for_exchange(exchange: Exchange, *, language: str = "en") -> MatchRequest:
-    """The matcher's view of a stored exchange."""
-    return MatchRequest(
-        title=exchange.title,
-        description=exchange.description,
-        home_cluster=exchange.home_cluster,
-        target_clusters=list(exchange.target_clusters),
-        partner_kinds=list(exchange.partner_kinds),
-        required_certifications=list(exchange.required_certifications),
-        cooperation_type=exchange.cooperation_type,
-        language=language,
-        requester_organisation_id=exchange.organisation_id,
-    )
-
-
 def search_organisations(
     *,
     session: Session,

@@ -6,13 +6,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from api.config import Settings
 from api.domain import Role
-from api.errors import Forbidden, Unauthorized
-from api.models import User, utcnow
+from api.errors import Forbidden, NotFound, Unauthorized
+from api.models import Exchange, ExchangeCandidate, Organisation, User, utcnow
 from api.security import get_user_by_api_token
 from api.temporal import TemporalConnector
 
@@ -80,3 +80,37 @@ def require_roles(*roles: Role) -> Callable[[User], User]:
 StaffUser = Annotated[User, Depends(require_roles(Role.BROKER, Role.MANAGER, Role.ADMIN))]
 ManagerUser = Annotated[User, Depends(require_roles(Role.MANAGER, Role.ADMIN))]
 AdminUser = Annotated[User, Depends(require_roles(Role.ADMIN))]
+
+
+def can_see_exchange(*, session: Session, user: User, exchange: Exchange) -> bool:
+    if user.role in (Role.MANAGER, Role.ADMIN):
+        return True
+    if user.role == Role.SME:
+        return user.organisation_id is not None and exchange.organisation_id == user.organisation_id
+    if user.role == Role.BROKER:
+        if exchange.home_cluster == user.cluster_id:
+            return True
+        # A host broker sees exchanges with candidates in their cluster.
+        return (
+            session.exec(
+                select(ExchangeCandidate.id)
+                .join(Organisation, col(Organisation.id) == ExchangeCandidate.organisation_id)
+                .where(
+                    ExchangeCandidate.exchange_id == exchange.id,
+                    Organisation.cluster_id == user.cluster_id,
+                )
+            ).first()
+            is not None
+        )
+    return False
+
+
+def get_exchange_or_404(exchange_id: int, session: SessionDep, user: CurrentUser) -> Exchange:
+    exchange = session.get(Exchange, exchange_id)
+    # An exchange the caller may not see is as unknown as one that does not exist.
+    if exchange is None or not can_see_exchange(session=session, user=user, exchange=exchange):
+        raise NotFound(f"no exchange {exchange_id}")
+    return exchange
+
+
+ExchangeDep = Annotated[Exchange, Depends(get_exchange_or_404)]

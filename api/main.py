@@ -15,7 +15,8 @@ from temporalio.client import Client
 from api.config import Settings, get_settings
 from api.db import make_engine
 from api.errors import AppError
-from api.routes import catalogue, core, devmailbox, pages
+from api.limits import BodyLimitMiddleware
+from api.routes import actions, catalogue, core, devmailbox, exchanges, pages
 from api.temporal import TemporalConnector
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,13 @@ def create_app(
         summary="Cross-cluster exchanges between healthcare SMEs and partners.",
         lifespan=lifespan,
     )
+
+    def body_limit(path: str) -> int:
+        if path.startswith("/api/v1/catalogue/import"):
+            return settings.catalogue_max_upload_bytes
+        return settings.max_body_bytes
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -135,6 +143,8 @@ def create_app(
     app.include_router(core.router)
     app.include_router(core.api_router, prefix="/api/v1")
     app.include_router(catalogue.router, prefix="/api/v1")
+    app.include_router(exchanges.router, prefix="/api/v1")
+    app.include_router(actions.router, prefix="/api/v1")
     app.include_router(pages.router)
     if settings.is_development:
         app.include_router(devmailbox.router)

@@ -160,7 +160,11 @@ class Exchange(SQLModel, table=True):
     result: str | None = Field(default=None, max_length=40)
     agreement_type: str | None = Field(default=None, max_length=40)
 
-    __table_args__ = (UniqueConstraint("requester_id", "idempotency_key"),)
+    # An exchange id names its workflow for ever: SQLite must never hand it out again.
+    __table_args__ = (
+        UniqueConstraint("requester_id", "idempotency_key"),
+        {"sqlite_autoincrement": True},
+    )
 
 
 class ExchangeEvent(SQLModel, table=True):
@@ -250,3 +254,70 @@ class SurveyResponse(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow)
 
     __table_args__ = (UniqueConstraint("exchange_id", "respondent", "wave"),)
+
+
+# ---------------------------------------------------------------- API shapes of exchanges
+
+TITLE_MAX = 200
+DESCRIPTION_MAX = 5000
+NOTE_MAX = 2000
+
+
+class ExchangeRequestBase(SQLModel):
+    title: str = Field(min_length=3, max_length=TITLE_MAX)
+    description: str = Field(min_length=10, max_length=DESCRIPTION_MAX)
+    target_clusters: list[str] = Field(default_factory=list, max_length=4)
+    partner_kinds: list[str] = Field(default_factory=list, max_length=8)
+    required_certifications: list[str] = Field(default_factory=list, max_length=10)
+    cooperation_type: str = Field(max_length=40)
+    meeting_format: str = Field(default="any", max_length=20)
+    languages: list[str] = Field(default_factory=lambda: ["en"], max_length=4)
+
+
+class ExchangePublic(ExchangeRequestBase):
+    id: int
+    status: str
+    outcome: str | None
+    result: str | None
+    agreement_type: str | None
+    home_cluster: str
+    organisation_id: str | None
+    requester_id: int
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+
+
+class ExchangesPublic(SQLModel):
+    data: list[ExchangePublic]
+    count: int
+
+
+class TimelineEntry(SQLModel):
+    at: datetime
+    kind: str
+    actor: str
+    detail: dict[str, Any]
+
+
+class ExchangeDetail(ExchangePublic):
+    # The workflow's live answer; null while Temporal does not answer.
+    state: dict[str, Any] | None
+    timeline: list[TimelineEntry]
+
+
+class CandidatePublic(SQLModel):
+    organisation_id: str
+    score: float
+    reasons: list[str]
+    name: str = ""
+    cluster: str = ""
+    shortlist_position: int | None = None
+    host_decision: str | None = None
+    intro_status: str | None = None
+
+
+class DecisionPublic(SQLModel):
+    exchange_id: int
+    stage: str
+    detail: str = ""

@@ -194,6 +194,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("requester_id", "idempotency_key"),
+        # An exchange id names its workflow for ever: SQLite must never hand it out again.
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("exchange", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_exchange_created_at"), ["created_at"], unique=False)

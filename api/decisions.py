@@ -1,0 +1,63 @@
+"""Decisions go to the exchange's workflow as Updates; refusals come back as HTTP errors."""
+
+from typing import Any
+
+from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import AppError, Conflict, Forbidden, Invalid, Unavailable
+from api.models import User
+from workflows.types import INVALID_DECISION, WRONG_ACTOR, WRONG_STAGE, Actor, DecisionResult
+
+REFUSALS: dict[str, type[AppError]] = {
+    WRONG_STAGE: Conflict,
+    WRONG_ACTOR: Forbidden,
+    INVALID_DECISION: Invalid,
+}
+
+
+def actor_for_user(user: User) -> Actor:
+    return Actor(
+        email=user.email,
+        role=str(user.role),
+        user_id=user.id,
+        cluster=user.cluster_id,
+        organisation_id=user.organisation_id,
+    )
+
+
+async def send_decision(
+    *, client: Client, workflow_id: str, update: str, argument: Any
+) -> DecisionResult:
+    """Returns once the workflow accepted the decision; raises the refusal as an AppError."""
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        result: DecisionResult = await handle.execute_update(
+            update, argument, result_type=DecisionResult
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type in REFUSALS:
+            raise REFUSALS[cause.type](cause.message) from None
+        raise
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            # The workflow has completed (or never started): nothing is open to decide.
+            raise Conflict("the exchange is closed: it takes no more decisions") from None
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise Unavailable(f"Temporal did not answer: {err.message}") from None
+        raise
+    return result
+
+
+async def query_state(*, client: Client, workflow_id: str) -> dict[str, Any] | None:
+    """The workflow's live state, or None when it cannot be asked (closed and cleaned up,
+    or Temporal unreachable): lists and timelines come from SQL either way."""
+    try:
+        state: dict[str, Any] = await client.get_workflow_handle(workflow_id).query(
+            "state", result_type=dict
+        )
+    except (RPCError, WorkflowQueryFailedError):
+        return None
+    return state

@@ -509,7 +509,8 @@ class ExchangeFacts:
                 {"email": self.partner.contact_email, "name": self.partner.contact_name}
             )
         attendees += [{"email": b.email, "name": b.name} for b in self.brokers]
-        sequence = meeting.sequence + (1 if data.invite == "CANCEL" else 0)
+        # The workflow raises the sequence for every invite it sends, cancellations included.
+        sequence = meeting.sequence
         partner = self.partner.name if self.partner else ""
         return {
             "method": data.invite,

@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         OutcomeWaveInput,
         Proposal,
         ShortlistDecision,
+        SlotData,
         SlotPick,
         SlotProposal,
         SurveyAnswer,
@@ -144,6 +145,11 @@ class ExchangeWorkflow:
         self._meeting: Meeting | None = None
         self._meeting_version = 0
         self._reopened = False
+        self._closing = False
+        # Invites of one exchange share a UID: every invite sent raises this, so calendars apply it.
+        self._invite_sequence = -1
+        self._previous_start: str | None = None
+        self._survey_open = False
         self._not_held: NotHeldReport | None = None
         self._survey: dict[str, SurveyAnswer] = {}
         self._matching_rounds = 0
@@ -209,7 +215,9 @@ class ExchangeWorkflow:
                 await self._notify("request_rejected", [REQUESTER], reason=decision.note)
                 raise ClosedError(Outcome.REJECTED, decision.note, tell_contacted=False)
             self._vetting = None
+            self._applied.pop("vet", None)
             self._amendment = None
+            self._applied.pop("amend", None)
             self._enter(Stage.CHANGES_REQUESTED, ["requester"], t.changes_expiry)
             await self._notify("changes_requested", [REQUESTER], action="amend", note=decision.note)
             amended = await self._wait(
@@ -239,6 +247,7 @@ class ExchangeWorkflow:
         t = self._t
         self._matching_rounds = matching_round
         self._shortlist = None
+        self._applied.pop("shortlist", None)
         self._enter(Stage.MATCHING, ["home_broker"], t.shortlist_escalation)
         found: FindCandidatesOutput = await workflow.execute_activity(
             "find_candidates",
@@ -302,10 +311,9 @@ class ExchangeWorkflow:
         await self._revoke("host_review")
         for organisation_id in shortlist:
             candidate = self._candidates[organisation_id]
-            if candidate.host_decision is None:
-                # Silence until the deadline counts as consent.
-                candidate.host_decision = "consented"
-                await self._update_candidate(organisation_id, host_decision="consented")
+            # Silence until the deadline counts as consent.
+            candidate.host_decision = candidate.host_decision or "consented"
+            await self._update_candidate(organisation_id, host_decision=candidate.host_decision)
         await self._record(
             "host_review_done",
             decisions={o: self._candidates[o].host_decision for o in shortlist},
@@ -367,12 +375,6 @@ class ExchangeWorkflow:
                 await self._notify(
                     "introduction_made", [audience], side=PARTNER, organisation_id=organisation_id
                 )
-                await self._notify(
-                    "introduction_made",
-                    [HOME_BROKERS],
-                    side="broker",
-                    organisation_id=organisation_id,
-                )
                 return True
             status = "declined" if answered else "no_answer"
             reason = answer.reason if answer is not None else ""
@@ -427,6 +429,9 @@ class ExchangeWorkflow:
         await self._revoke("slots")
 
     def _restart_scheduling(self) -> None:
+        # Decisions about the old meeting are spent: the same words now mean a new decision.
+        for kind in ("propose", "pick", "cancel_meeting", "not_held"):
+            self._applied.pop(kind, None)
         self._meeting = None
         self._proposal = None
         self._pick = None
@@ -437,12 +442,21 @@ class ExchangeWorkflow:
         t = self._t
         meeting = self._meeting
         assert meeting is not None
-        attendees = [REQUESTER, partner_audience(self._partner or ""), HOME_BROKERS]
-        kind = "meeting_rescheduled" if meeting.sequence > 0 else "meeting_confirmed"
+        attendees = self._attendees()
+        self._invite_sequence += 1
+        meeting.sequence = self._invite_sequence
+        previous_start, self._previous_start = self._previous_start, None
+        kind = "meeting_rescheduled" if previous_start else "meeting_confirmed"
         await self._record(
             "meeting_scheduled", start=meeting.start, end=meeting.end, sequence=meeting.sequence
         )
-        await self._notify(kind, attendees, step=f"{kind}:{meeting.sequence}", invite="REQUEST")
+        await self._notify(
+            kind,
+            attendees,
+            step=f"{kind}:{meeting.sequence}",
+            invite="REQUEST",
+            previous_start=previous_start,
+        )
         start = datetime.fromisoformat(meeting.start)
         end = datetime.fromisoformat(meeting.end)
         until_start = max(0.0, (start - workflow.now()).total_seconds() / t.time_scale)
@@ -471,12 +485,7 @@ class ExchangeWorkflow:
     async def _meeting_changed(self, meeting: Meeting, attendees: list[str]) -> bool:
         if meeting.status == "cancelled":
             await self._record("meeting_cancelled")
-            await self._notify(
-                "meeting_cancelled",
-                attendees,
-                step=f"meeting_cancelled:{meeting.sequence}",
-                invite="CANCEL",
-            )
+            await self._send_cancellation(meeting, attendees, "")
             self._restart_scheduling()
         else:
             await self._record("reschedule_requested")
@@ -491,6 +500,7 @@ class ExchangeWorkflow:
             return await self._reopen_scheduling()
         sides = [REQUESTER, PARTNER]
         self._survey = {}
+        self._survey_open = True
         self._enter(Stage.FOLLOW_UP, sides, t.survey_close)
         partner = partner_audience(self._partner or "")
         await self._notify("survey_invitation", [REQUESTER, partner], action="survey")
@@ -499,6 +509,7 @@ class ExchangeWorkflow:
             reminders=[(t.survey_reminder, self._survey_reminder)],
             deadline=t.survey_close,
         )
+        self._survey_open = False
         if self._not_held is not None and not self._reopened:
             await self._revoke("survey")
             return await self._reopen_scheduling()
@@ -533,20 +544,15 @@ class ExchangeWorkflow:
         return False
 
     async def _close(self, outcome: Outcome, reason: str, *, tell_contacted: bool) -> None:
+        self._closing = True
         self._outcome = outcome
         actor = self._closure[1].actor if self._closure else None
         await self._revoke(None)
         meeting = self._meeting
-        if meeting is not None and meeting.status == "confirmed" and outcome != Outcome.COMPLETED:
+        # A meeting still in calendars (also one waiting to be rescheduled) is taken out.
+        if meeting is not None and meeting.status in ("confirmed", "rescheduling"):
             meeting.status = "cancelled"
-            attendees = [REQUESTER, partner_audience(self._partner or ""), HOME_BROKERS]
-            await self._notify(
-                "meeting_cancelled",
-                attendees,
-                step="meeting_cancelled:close",
-                invite="CANCEL",
-                reason=reason,
-            )
+            await self._send_cancellation(meeting, self._attendees(), reason)
         if tell_contacted:
             audiences = [a for a in self._contacted if a != MANAGERS]
             await self._notify("exchange_closed", audiences, outcome=outcome.value, reason=reason)
@@ -569,6 +575,20 @@ class ExchangeWorkflow:
             )
 
     # ------------------------------------------------------------------ helpers
+
+    def _attendees(self) -> list[str]:
+        return [REQUESTER, partner_audience(self._partner or ""), HOME_BROKERS]
+
+    async def _send_cancellation(self, meeting: Meeting, attendees: list[str], reason: str) -> None:
+        self._invite_sequence += 1
+        meeting.sequence = self._invite_sequence
+        await self._notify(
+            "meeting_cancelled",
+            attendees,
+            step=f"meeting_cancelled:{meeting.sequence}",
+            invite="CANCEL",
+            reason=reason,
+        )
 
     def _enter(self, stage: Stage, waiting_on: list[str], deadline: float | None) -> None:
         self._stage = stage
@@ -787,23 +807,28 @@ class ExchangeWorkflow:
             )
 
     def _repeat(self, kind: str, value: Any) -> bool:
-        return bool(self._applied.get(kind) == value)
+        return kind in self._applied and bool(self._applied[kind] == value)
 
     def _meeting_changed_since(self, version: int) -> bool:
         return self._meeting_version != version
 
     # ------------------------------------------------------------------ updates
+    #
+    # Each validator first acknowledges an exact repeat of the decision last applied (a double
+    # click answers like the first), then checks the actor, the input and the stage.
 
     @workflow.update
     def vet(self, decision: VettingDecision) -> DecisionResult:
-        if self._repeat("vet", decision) and self._stage != Stage.VETTING:
-            return DecisionResult(stage=self._stage.value, detail="already decided")
+        if self._repeat("vet", decision):
+            return self._already()
         self._vetting = decision
         self._applied["vet"] = decision
-        return DecisionResult(stage=self._stage.value)
+        return self._accepted()
 
     @vet.validator
     def _validate_vet(self, decision: VettingDecision) -> None:
+        if self._repeat("vet", decision):
+            return
         if not self._is_home_broker(decision.actor):
             raise refuse(WRONG_ACTOR, "only a broker of the requester's cluster vets a request")
         if decision.decision not in VETTING_DECISIONS:
@@ -813,42 +838,45 @@ class ExchangeWorkflow:
             )
         if decision.decision != "approve" and not decision.note.strip():
             raise refuse(INVALID_DECISION, "note: a reason is needed to reject or ask for changes")
-        if self._repeat("vet", decision) and self._stage != Stage.VETTING:
-            return
         self._require_stage(Stage.VETTING)
         if self._vetting is not None:
-            raise refuse(WRONG_STAGE, "the request has already been vetted")
+            raise self._out_of_stage("the request has already been vetted")
 
     @workflow.update
     def amend(self, amendment: Amendment) -> DecisionResult:
+        if self._repeat("amend", amendment):
+            return self._already()
         self._amendment = amendment
-        return DecisionResult(stage=self._stage.value)
+        self._applied["amend"] = amendment
+        return self._accepted()
 
     @amend.validator
     def _validate_amend(self, amendment: Amendment) -> None:
+        if self._repeat("amend", amendment):
+            return
         if not self._is_requester(amendment.actor):
             raise refuse(WRONG_ACTOR, "only the requester amends the request")
         self._require_stage(Stage.CHANGES_REQUESTED)
         if self._amendment is not None:
-            raise refuse(WRONG_STAGE, "the request has already been amended")
+            raise self._out_of_stage("the request has already been amended")
 
     @workflow.update
     def set_shortlist(self, decision: ShortlistDecision) -> DecisionResult:
-        if self._repeat("shortlist", decision.organisation_ids) and self._shortlist is not None:
-            return DecisionResult(stage=self._stage.value, detail="already decided")
+        if self._repeat("shortlist", decision):
+            return self._already()
         self._shortlist = list(decision.organisation_ids)
-        self._applied["shortlist"] = decision.organisation_ids
-        return DecisionResult(stage=self._stage.value)
+        self._applied["shortlist"] = decision
+        return self._accepted()
 
     @set_shortlist.validator
     def _validate_shortlist(self, decision: ShortlistDecision) -> None:
+        if self._repeat("shortlist", decision):
+            return
         if not self._is_home_broker(decision.actor):
             raise refuse(WRONG_ACTOR, "only a broker of the requester's cluster sets the shortlist")
-        if self._repeat("shortlist", decision.organisation_ids) and self._shortlist is not None:
-            return
         self._require_stage(Stage.MATCHING)
         if self._shortlist is not None:
-            raise refuse(WRONG_STAGE, "the shortlist is already set")
+            raise self._out_of_stage("the shortlist is already set")
         ids = decision.organisation_ids
         if not 1 <= len(ids) <= self._data.max_shortlist:
             raise refuse(
@@ -869,9 +897,9 @@ class ExchangeWorkflow:
         candidate = self._candidates[decision.organisation_id]
         wanted = "endorsed" if decision.decision == "endorse" else "vetoed"
         if candidate.host_decision == wanted:
-            return DecisionResult(stage=self._stage.value, detail="already decided")
+            return self._already()
         candidate.host_decision = wanted
-        return DecisionResult(stage=self._stage.value)
+        return self._accepted()
 
     @host_review.validator
     def _validate_host_review(self, decision: HostReviewDecision) -> None:
@@ -881,8 +909,8 @@ class ExchangeWorkflow:
         if candidate is None or decision.organisation_id not in (self._shortlist or []):
             raise refuse(
                 INVALID_DECISION,
-                f"organisation_id: {decision.organisation_id!r} is not "
-                "on this exchange's shortlist",
+                f"organisation_id: {decision.organisation_id!r} is not on this exchange's "
+                "shortlist",
             )
         if not (decision.actor.role == "broker" and decision.actor.cluster == candidate.cluster):
             raise refuse(
@@ -893,33 +921,37 @@ class ExchangeWorkflow:
             return
         self._require_stage(Stage.HOST_REVIEW)
         if candidate.host_decision is not None:
-            raise refuse(WRONG_STAGE, f"this candidate is already {candidate.host_decision}")
+            raise self._out_of_stage(f"this candidate is already {candidate.host_decision}")
 
     @workflow.update
     def answer_introduction(self, answer: IntroductionAnswer) -> DecisionResult:
-        if self._repeat("introduction", answer) and self._current != answer.organisation_id:
-            return DecisionResult(stage=self._stage.value, detail="already answered")
+        if self._repeat("introduction", answer):
+            return self._already()
         self._answer = answer
         self._applied["introduction"] = answer
-        return DecisionResult(stage=self._stage.value)
+        return self._accepted()
 
     @answer_introduction.validator
     def _validate_introduction(self, answer: IntroductionAnswer) -> None:
+        if self._repeat("introduction", answer):
+            return
         if answer.actor.role != PARTNER or answer.actor.organisation_id != answer.organisation_id:
             raise refuse(WRONG_ACTOR, "only the asked partner answers an introduction")
-        if self._repeat("introduction", answer) and self._current != answer.organisation_id:
-            return
         self._require_stage(Stage.INTRODUCTION)
         if self._current != answer.organisation_id or self._answer is not None:
-            raise refuse(WRONG_STAGE, "this introduction is no longer open")
+            raise self._out_of_stage("this introduction is no longer open")
 
     @workflow.update
     def propose_slots(self, proposal: SlotProposal) -> DecisionResult:
+        if self._repeat("propose", proposal):
+            return self._already()
         side = self._side_of(proposal.actor)
         assert side is not None
         if self._stage == Stage.MEETING_SCHEDULED and self._meeting is not None:
             # A new proposal while a meeting stands is a reschedule request.
             self._meeting.status = "rescheduling"
+            self._previous_start = self._meeting.start
+            self._applied.pop("pick", None)
             self._pick = None
             self._rounds = 0
         self._rounds += 1
@@ -933,60 +965,65 @@ class ExchangeWorkflow:
             round=self._rounds,
             number=self._proposals,
         )
+        self._applied["propose"] = proposal
         self._meeting_version += 1
-        return DecisionResult(stage=self._stage.value)
+        return self._accepted()
 
     @propose_slots.validator
     def _validate_propose(self, proposal: SlotProposal) -> None:
+        if self._repeat("propose", proposal):
+            return
         side = self._side_of(proposal.actor)
         if side is None:
             raise refuse(WRONG_ACTOR, "only the requester or the introduced partner proposes slots")
+        problem = _slot_problem(proposal.slots, self._data.max_slots)
+        if problem:
+            raise refuse(INVALID_DECISION, problem)
         self._require_stage(Stage.SCHEDULING, Stage.MEETING_SCHEDULED)
-        if not proposal.slots:
-            raise refuse(INVALID_DECISION, "slots: propose 1 to 5 slots")
-        if self._stage == Stage.SCHEDULING:
-            if self._waiting_side() != side:
-                raise refuse(WRONG_STAGE, "the other side has to answer the current proposal")
-            if self._proposal is not None and self._rounds >= self._data.max_slot_rounds:
-                raise refuse(
-                    WRONG_STAGE,
-                    f"at most {self._data.max_slot_rounds} rounds of "
-                    "proposals: pick one of the proposed slots",
-                )
+        if self._stage == Stage.MEETING_SCHEDULED:
+            if self._meeting is None or self._meeting.status != "confirmed":
+                raise self._out_of_stage("there is no confirmed meeting to reschedule")
+            return
+        if self._waiting_side() != side:
+            raise self._out_of_stage("the other side has to answer the current proposal")
+        if self._proposal is not None and self._rounds >= self._data.max_slot_rounds:
+            raise refuse(
+                WRONG_STAGE,
+                f"at most {self._data.max_slot_rounds} rounds of proposals: "
+                "pick one of the proposed slots",
+            )
 
     @workflow.update
     def pick_slot(self, pick: SlotPick) -> DecisionResult:
-        if self._repeat("pick", pick) and self._stage != Stage.SCHEDULING:
-            return DecisionResult(stage=self._stage.value, detail="already picked")
+        if self._repeat("pick", pick):
+            return self._already()
         proposal = self._proposal
         assert proposal is not None
         slot = next(s for s in proposal.slots if _same_instant(s.start, pick.start))
-        previous = self._meeting
-        sequence = previous.sequence + 1 if previous is not None else 0
         self._meeting = Meeting(
             start=slot.start,
             end=slot.end,
             timezone=proposal.timezone,
             mode=proposal.mode,
             location=proposal.location,
-            sequence=sequence,
+            sequence=self._invite_sequence,
         )
         self._pick = pick
         self._applied["pick"] = pick
         self._meeting_version += 1
-        return DecisionResult(stage=self._stage.value)
+        return self._accepted()
 
     @pick_slot.validator
     def _validate_pick(self, pick: SlotPick) -> None:
+        if self._repeat("pick", pick):
+            return
         side = self._side_of(pick.actor)
         if side is None:
             raise refuse(WRONG_ACTOR, "only the requester or the introduced partner picks a slot")
-        if self._repeat("pick", pick) and self._stage != Stage.SCHEDULING:
-            return
         self._require_stage(Stage.SCHEDULING)
         proposal = self._proposal
         if proposal is None or self._pick is not None:
-            raise refuse(WRONG_STAGE, "there is no open proposal to pick from")
+            raise self._out_of_stage("there is no open proposal to pick from")
         if proposal.by == side:
             raise refuse(WRONG_ACTOR, "the other side picks from your proposal")
         if not any(_same_instant(s.start, pick.start) for s in proposal.slots):
@@ -994,48 +1031,61 @@ class ExchangeWorkflow:
 
     @workflow.update
     def cancel_meeting(self, cancellation: MeetingCancellation) -> DecisionResult:
+        if self._repeat("cancel_meeting", cancellation):
+            return self._already()
         assert self._meeting is not None
         self._meeting.status = "cancelled"
+        self._applied["cancel_meeting"] = cancellation
         self._meeting_version += 1
-        return DecisionResult(stage=self._stage.value)
+        return self._accepted()
 
     @cancel_meeting.validator
     def _validate_cancel_meeting(self, cancellation: MeetingCancellation) -> None:
+        if self._repeat("cancel_meeting", cancellation):
+            return
         if self._side_of(cancellation.actor) is None:
             raise refuse(WRONG_ACTOR, "only the requester or the partner cancels the meeting")
         self._require_stage(Stage.MEETING_SCHEDULED)
         if self._meeting is None or self._meeting.status != "confirmed":
-            raise refuse(WRONG_STAGE, "there is no confirmed meeting to cancel")
+            raise self._out_of_stage("there is no confirmed meeting to cancel")
 
     @workflow.update
     def report_not_held(self, report: NotHeldReport) -> DecisionResult:
+        if self._repeat("not_held", report):
+            return self._already()
         self._not_held = report
-        return DecisionResult(stage=self._stage.value)
+        self._applied["not_held"] = report
+        return self._accepted()
 
     @report_not_held.validator
     def _validate_not_held(self, report: NotHeldReport) -> None:
+        if self._repeat("not_held", report):
+            return
         if self._side_of(report.actor) is None:
             raise refuse(WRONG_ACTOR, "only the requester or the partner reports on the meeting")
         self._require_stage(Stage.FOLLOW_UP)
-        if self._reopened:
-            raise refuse(WRONG_STAGE, "scheduling was already reopened once for this exchange")
+        if self._reopened or self._not_held is not None:
+            raise self._out_of_stage("scheduling was already reopened once for this exchange")
 
     @workflow.update
     def answer_survey(self, answer: SurveyAnswer) -> DecisionResult:
         side = self._side_of(answer.actor)
         assert side is not None
         if self._survey.get(side) == answer:
-            return DecisionResult(stage=self._stage.value, detail="already answered")
+            return self._already()
         self._survey[side] = answer
+        self._waiting_on = [s for s in self._waiting_on if s != side]
         if answer.outcome == "did_not_take_place" and not self._reopened:
             self._not_held = NotHeldReport(actor=answer.actor, note=answer.comment)
-        return DecisionResult(stage=self._stage.value)
+        return self._accepted()
 
     @answer_survey.validator
     def _validate_survey(self, answer: SurveyAnswer) -> None:
         side = self._side_of(answer.actor)
         if side is None:
             raise refuse(WRONG_ACTOR, "only the requester or the partner answers the survey")
+        if self._survey.get(side) == answer:
+            return
         if answer.outcome not in SURVEY_OUTCOMES:
             raise refuse(
                 INVALID_DECISION, f"outcome: must be one of {', '.join(sorted(SURVEY_OUTCOMES))}"
@@ -1044,19 +1094,17 @@ class ExchangeWorkflow:
             raise refuse(INVALID_DECISION, "satisfaction: must be 1 to 5")
         if answer.recommend is not None and not 0 <= answer.recommend <= 10:
             raise refuse(INVALID_DECISION, "recommend: must be 0 to 10")
-        if self._survey.get(side) == answer:
-            return
         self._require_stage(Stage.FOLLOW_UP)
-        if self._waiting_on != [REQUESTER, PARTNER]:
-            raise refuse(WRONG_STAGE, "the survey is not open yet")
+        if not self._survey_open:
+            raise self._out_of_stage("the survey is not open yet")
         if side in self._survey:
-            raise refuse(WRONG_STAGE, "this side has already answered the survey")
+            raise self._out_of_stage("this side has already answered the survey")
 
     @workflow.update
     def withdraw(self, closure: Closure) -> DecisionResult:
         if self._closure is None:
             self._closure = (Outcome.WITHDRAWN, closure)
-        return DecisionResult(stage=self._stage.value)
+        return self._accepted()
 
     @withdraw.validator
     def _validate_withdraw(self, closure: Closure) -> None:
@@ -1068,7 +1116,7 @@ class ExchangeWorkflow:
     def cancel(self, closure: Closure) -> DecisionResult:
         if self._closure is None:
             self._closure = (Outcome.CANCELLED, closure)
-        return DecisionResult(stage=self._stage.value)
+        return self._accepted()
 
     @cancel.validator
     def _validate_cancel(self, closure: Closure) -> None:
@@ -1079,11 +1127,22 @@ class ExchangeWorkflow:
     def _require_open(self, outcome: Outcome) -> None:
         if self._closure is not None and self._closure[0] == outcome:
             return  # the same click twice
-        if self._stage == Stage.CLOSED or self._closure is not None:
+        if self._stage == Stage.CLOSED or self._closure is not None or self._closing:
             raise refuse(
                 WRONG_STAGE,
                 f"the exchange is at stage {self._stage.value}: it is closed or closing",
             )
+
+    def _out_of_stage(self, message: str) -> ApplicationError:
+        if "stage" not in message:
+            message = f"{message} (the exchange is at stage {self._stage.value})"
+        return refuse(WRONG_STAGE, message)
+
+    def _accepted(self) -> DecisionResult:
+        return DecisionResult(stage=self._stage.value)
+
+    def _already(self) -> DecisionResult:
+        return DecisionResult(stage=self._stage.value, detail="already decided")
 
     # ------------------------------------------------------------------ query
 
@@ -1104,6 +1163,23 @@ class ExchangeWorkflow:
             survey={side: answer.outcome for side, answer in self._survey.items()},
             matching_rounds=self._matching_rounds,
         )
+
+
+def _slot_problem(slots: list[SlotData], most: int) -> str | None:
+    """Why these slots cannot be proposed, or None. Times must carry an offset: a naive time
+    would make the meeting's timers unreadable."""
+    if not 1 <= len(slots) <= most:
+        return f"slots: propose 1 to {most} slots"
+    for number, slot in enumerate(slots):
+        try:
+            start, end = datetime.fromisoformat(slot.start), datetime.fromisoformat(slot.end)
+        except ValueError:
+            return f"slots.{number}: not an ISO 8601 date and time"
+        if start.tzinfo is None or end.tzinfo is None:
+            return f"slots.{number}: the time needs an offset or zone"
+        if end <= start:
+            return f"slots.{number}: the end must come after the start"
+    return None
 
 
 def _same_instant(a: str, b: str) -> bool:

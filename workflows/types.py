@@ -48,6 +48,7 @@ class ExchangeInput:
     timings: Timings
     max_shortlist: int = 5
     max_slot_rounds: int = 3
+    max_slots: int = 5
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ below) only when no exchange started on the old code can still be running (see t
     CE4BIG_RECORD_HISTORIES=1 .venv/bin/pytest tests/workflows/test_replay.py
 """
 
-import os
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -45,7 +44,6 @@ from workflows.types import (
 )
 
 HISTORIES = Path(__file__).parent / "histories"
-RECORDING = bool(os.environ.get("CE4BIG_RECORD_HISTORIES"))
 
 
 def histories() -> list[Path]:
@@ -60,20 +58,18 @@ def replayer() -> Replayer:
     return Replayer(workflows=[ExchangeWorkflow, OutcomeWaveWorkflow])
 
 
+@pytest.mark.replay
 class TestReplay:
-    @pytest.mark.skipif(RECORDING, reason="the histories are being recorded")
     @pytest.mark.parametrize("path", histories(), ids=lambda p: p.stem)
     async def test_recorded_history_replays_without_nondeterminism(self, path: Path) -> None:
         history = load(path)
 
         await replayer().replay_workflow(history)
 
-    @pytest.mark.skipif(RECORDING, reason="the histories are being recorded")
     def test_every_lifecycle_has_a_recorded_history(self) -> None:
         # Histories kept from earlier versions of the workflow may sit next to these.
         assert {*SCENARIOS, "outcome_wave"} <= {p.stem for p in histories()}
 
-    @pytest.mark.skipif(RECORDING, reason="the histories are being recorded")
     async def test_a_workflow_that_takes_another_path_fails_the_replay(self) -> None:
         history = load(HISTORIES / "completed.json")
 
@@ -236,7 +232,7 @@ def save(name: str, history: WorkflowHistory) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not RECORDING, reason="set CE4BIG_RECORD_HISTORIES=1 to record histories")
+@pytest.mark.record_histories
 class TestRecordHistories:
     @pytest.mark.parametrize("name", sorted(SCENARIOS))
     async def test_record(self, own_harness: Harness, name: str) -> None:

@@ -114,8 +114,10 @@ def settings(db: Engine) -> Settings:
     return make_settings(str(db.url.render_as_string(hide_password=False)))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A test server of the test's own: one clock per test, and nothing left running by another
+    test can stop it from skipping time."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=venv_binary("temporal-test-server")
     )

@@ -447,6 +447,12 @@ class ExchangeWorkflow:
         meeting.sequence = self._invite_sequence
         previous_start, self._previous_start = self._previous_start, None
         kind = "meeting_rescheduled" if previous_start else "meeting_confirmed"
+        start = datetime.fromisoformat(meeting.start)
+        end = datetime.fromisoformat(meeting.end)
+        scaled_end = max(0.0, (end - workflow.now()).total_seconds() / t.time_scale)
+        # The stage moves before the e-mails go: a cancel may arrive while they are sent.
+        self._enter(Stage.MEETING_SCHEDULED, [], scaled_end)
+        version = self._meeting_version
         await self._record(
             "meeting_scheduled", start=meeting.start, end=meeting.end, sequence=meeting.sequence
         )
@@ -457,12 +463,8 @@ class ExchangeWorkflow:
             invite="REQUEST",
             previous_start=previous_start,
         )
-        start = datetime.fromisoformat(meeting.start)
-        end = datetime.fromisoformat(meeting.end)
         until_start = max(0.0, (start - workflow.now()).total_seconds() / t.time_scale)
         until_end = max(0.0, (end - workflow.now()).total_seconds() / t.time_scale)
-        self._enter(Stage.MEETING_SCHEDULED, [], until_end)
-        version = self._meeting_version
         reminder_at = max(0.0, until_start - t.meeting_reminder_before)
         changed = await self._wait(
             lambda: self._meeting_version != version,

@@ -16,7 +16,7 @@ from api.config import Settings, get_settings
 from api.db import make_engine
 from api.errors import AppError
 from api.limits import BodyLimitMiddleware
-from api.routes import actions, catalogue, core, devmailbox, exchanges, pages
+from api.routes import actions, catalogue, core, devmailbox, exchanges, pages, users
 from api.temporal import TemporalConnector
 
 logger = logging.getLogger(__name__)
@@ -145,6 +145,7 @@ def create_app(
     app.include_router(catalogue.router, prefix="/api/v1")
     app.include_router(exchanges.router, prefix="/api/v1")
     app.include_router(actions.router, prefix="/api/v1")
+    app.include_router(users.router, prefix="/api/v1")
     app.include_router(pages.router)
     if settings.is_development:
         app.include_router(devmailbox.router)

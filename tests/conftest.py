@@ -76,13 +76,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
                 raise
             pytest.skip(f"no PostgreSQL answers at {url}: {exc.orig}")
     upgrade_database(url)
-    if request.param == "postgresql":
-        # Workflow ids are `exchange-<id>` on Temporal servers shared by both database runs:
-        # PostgreSQL's exchanges get ids the SQLite run never reaches.
-        engine = make_engine(url)
-        with engine.begin() as connection:
-            connection.execute(text("ALTER SEQUENCE exchange_id_seq RESTART WITH 1000000"))
-        engine.dispose()
     return url
 
 

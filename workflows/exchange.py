@@ -531,7 +531,7 @@ class ExchangeWorkflow:
                 **RECORD_OPTIONS,
             )
             await self._record(
-                "survey_answered", actor=answer.actor, side=side, outcome=answer.outcome
+                "survey_answered", actor=answer.actor, side=side, answer=answer.outcome
             )
         await self._record("survey_closed", answered=sorted(self._survey))
         return True

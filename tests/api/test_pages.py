@@ -136,7 +136,6 @@ def requester_of(exchange: Exchange) -> Actor:
 async def start_exchange(harness: Harness, exchange: Exchange) -> Handle:
     assert exchange.id is not None
     workflow_id = f"exchange-{exchange.id}"
-    harness.started += [workflow_id, f"{workflow_id}-outcome"]
     data = replace(exchange_input(exchange.id), requester_id=exchange.requester_id)
     return await harness.env.client.start_workflow(
         ExchangeWorkflow.run, data, id=workflow_id, task_queue=harness.task_queue

@@ -1,7 +1,6 @@
 """A running product for API tests: the app, a worker with the real activities on Temporal's
 time-skipping server, a real SMTP server, and one set of users per role."""
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,13 +10,11 @@ from typing import Any
 
 import httpx
 from sqlalchemy import Engine
-from sqlmodel import Session, select
-from temporalio.service import RPCError
+from sqlmodel import Session
 from temporalio.testing import WorkflowEnvironment
 
 from api.config import Settings
 from api.main import create_app
-from api.models import Exchange
 from tests.conftest import make_settings
 from tests.emails.mailserver import RecordingHandler, smtp_server
 from tests.factories import add_organisation, user_with_token
@@ -138,17 +135,4 @@ async def running_world(
                     transport=httpx.ASGITransport(app=app), base_url="http://testserver"
                 ) as client,
             ):
-                try:
-                    yield World(client, env, engine, settings, mail, tokens)
-                finally:
-                    await stop_workflows(engine, env)
-
-
-async def stop_workflows(engine: Engine, env: WorkflowEnvironment) -> None:
-    """Leave nothing running: the shared time-skipping server skips only when all is idle."""
-    with Session(engine) as session:
-        ids = session.exec(select(Exchange.id)).all()
-    for exchange_id in ids:
-        for workflow_id in (f"exchange-{exchange_id}", f"exchange-{exchange_id}-outcome"):
-            with contextlib.suppress(RPCError):
-                await env.client.get_workflow_handle(workflow_id).terminate("test over")
+                yield World(client, env, engine, settings, mail, tokens)

@@ -2,18 +2,17 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHandle
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.exchanges import exchange_timings
-from tests.conftest import make_settings, venv_binary
+from tests.conftest import make_settings
 from tests.workflows.fakes import FakeActivities, candidate
 from workflows.exchange import ExchangeWorkflow
 from workflows.outcome import OutcomeWaveWorkflow
@@ -62,24 +61,15 @@ class Harness:
     env: WorkflowEnvironment
     fakes: FakeActivities
     task_queue: str
-    started: list[str] = field(default_factory=list)
 
     async def start(self, **timing_overrides: float) -> WorkflowHandle[ExchangeWorkflow, str]:
         exchange_id = uuid.uuid4().int % 1_000_000
-        self.started += [f"exchange-{exchange_id}", f"exchange-{exchange_id}-outcome"]
         return await self.env.client.start_workflow(
             ExchangeWorkflow.run,
             exchange_input(exchange_id, **timing_overrides),
             id=f"exchange-{exchange_id}",
             task_queue=self.task_queue,
         )
-
-    async def stop_all(self) -> None:
-        """Leave nothing running: the shared test server skips time only when all is idle."""
-        for workflow_id in self.started:
-            handle = self.env.client.get_workflow_handle(workflow_id)
-            with contextlib.suppress(RPCError):
-                await handle.terminate("test over")
 
     async def now(self) -> datetime:
         return await self.env.get_current_time()
@@ -131,20 +121,6 @@ async def harness(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Harne
         yield harness
 
 
-@pytest.fixture
-async def own_harness() -> AsyncIterator[Harness]:
-    """A harness on a test server of its own, for a test that leaves the shared one unable to
-    skip time afterwards (months-long child workflows)."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_binary("temporal-test-server")
-    )
-    try:
-        async with running_harness(env) as harness:
-            yield harness
-    finally:
-        await env.shutdown()
-
-
 @contextlib.asynccontextmanager
 async def running_harness(env: WorkflowEnvironment) -> AsyncIterator[Harness]:
     fakes = FakeActivities(
@@ -163,6 +139,4 @@ async def running_harness(env: WorkflowEnvironment) -> AsyncIterator[Harness]:
         workflows=[ExchangeWorkflow, OutcomeWaveWorkflow],
         activities=fakes.all(),
     ):
-        harness = Harness(env, fakes, task_queue)
-        yield harness
-        await harness.stop_all()
+        yield Harness(env, fakes, task_queue)

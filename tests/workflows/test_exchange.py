@@ -371,6 +371,7 @@ class TestScheduling:
         )
         state = await wait_stage(handle, "meeting_scheduled")
         assert state.meeting is not None and state.meeting.sequence == 1
+        await wait_until(handle, lambda _: bool(harness.fakes.sent_of("meeting_rescheduled")))
         rescheduled = harness.fakes.sent_of("meeting_rescheduled")
         assert rescheduled[0].invite == "REQUEST"
         assert rescheduled[0].data.meeting is not None
@@ -429,8 +430,7 @@ class TestFollowUp:
         assert [r.audiences for r in reminders] == [["partner:bm-1"]]
         assert [s.respondent for s in harness.fakes.surveys] == ["requester"]
 
-    async def test_outcome_wave_updates_the_recorded_result(self, own_harness: Harness) -> None:
-        harness = own_harness
+    async def test_outcome_wave_updates_the_recorded_result(self, harness: Harness) -> None:
         handle = await harness.start()
         await open_survey(harness, handle)
         for side in ("requester", "partner"):

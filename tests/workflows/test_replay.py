@@ -235,5 +235,5 @@ def save(name: str, history: WorkflowHistory) -> None:
 @pytest.mark.record_histories
 class TestRecordHistories:
     @pytest.mark.parametrize("name", sorted(SCENARIOS))
-    async def test_record(self, own_harness: Harness, name: str) -> None:
-        await SCENARIOS[name](own_harness)
+    async def test_record(self, harness: Harness, name: str) -> None:
+        await SCENARIOS[name](harness)

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from api.config import Settings
-from api.decisions import query_state, send_decision
+from api.decisions import query_state, send_decision, slot_proposal
 from api.domain import CLUSTERS_BY_ID
 from api.errors import Conflict, Forbidden, Invalid, NotFound
 from api.exchanges import workflow_id_for
@@ -169,8 +169,6 @@ def _require(value: Any, field: str, action: str) -> Any:
 
 def decision_for(*, link: Link, body: ActionBody, settings: Settings) -> tuple[str, str, Any]:
     """(workflow id, update name, argument) for the action, or a 403/422 naming the field."""
-    from api.routes.exchanges import slot_proposal
-
     kind = link.token.action
     action = body.action
     if action not in ALLOWED.get(kind, ()):

@@ -7,8 +7,17 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import AppError, Conflict, Forbidden, Invalid, Unavailable
-from api.models import User
-from workflows.types import INVALID_DECISION, WRONG_ACTOR, WRONG_STAGE, Actor, DecisionResult
+from api.models import User, utcnow
+from api.schemas import ProposalBody, normalise_slots
+from workflows.types import (
+    INVALID_DECISION,
+    WRONG_ACTOR,
+    WRONG_STAGE,
+    Actor,
+    DecisionResult,
+    SlotData,
+    SlotProposal,
+)
 
 REFUSALS: dict[str, type[AppError]] = {
     WRONG_STAGE: Conflict,
@@ -61,3 +70,17 @@ async def query_state(*, client: Client, workflow_id: str) -> dict[str, Any] | N
     except (RPCError, WorkflowQueryFailedError):
         return None
     return state
+
+
+def slot_proposal(body: ProposalBody, actor: Actor, horizon_days: int) -> SlotProposal:
+    try:
+        slots = normalise_slots(proposal=body, now=utcnow(), horizon_days=horizon_days)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    return SlotProposal(
+        actor=actor,
+        slots=[SlotData(start=s, end=e) for s, e in slots],
+        timezone=body.timezone,
+        mode=body.mode,
+        location=body.location,
+    )

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Header, Query, status
 from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
+from temporalio.client import Client
 
 from activities.exchange import match_request_for
 from api.catalogue.matching import rank_candidates
-from api.decisions import actor_for_user, query_state, send_decision
+from api.decisions import actor_for_user, query_state, send_decision, slot_proposal
 from api.deps import (
     CurrentUser,
     ExchangeDep,
@@ -46,7 +47,6 @@ from api.schemas import (
     ShortlistBody,
     SurveyBody,
     VettingBody,
-    normalise_slots,
 )
 from workflows.types import (
     Amendment,
@@ -55,9 +55,7 @@ from workflows.types import (
     MeetingCancellation,
     NotHeldReport,
     ShortlistDecision,
-    SlotData,
     SlotPick,
-    SlotProposal,
     SurveyAnswer,
     VettingDecision,
 )
@@ -230,7 +228,7 @@ def list_candidates(
     return [CandidatePublic(**asdict(c)) for c in ranked]
 
 
-async def _decide(client: Any, exchange: Exchange, update: str, argument: Any) -> DecisionPublic:
+async def _decide(client: Client, exchange: Exchange, update: str, argument: Any) -> DecisionPublic:
     assert exchange.id is not None
     result = await send_decision(
         client=client, workflow_id=workflow_id_for(exchange.id), update=update, argument=argument
@@ -303,20 +301,6 @@ async def propose_slots(
     _require_requester(user, exchange)
     proposal = slot_proposal(body, actor_for_user(user), settings.slot_horizon_days)
     return await _decide(client, exchange, "propose_slots", proposal)
-
-
-def slot_proposal(body: ProposalBody, actor: Any, horizon_days: int) -> SlotProposal:
-    try:
-        slots = normalise_slots(proposal=body, now=utcnow(), horizon_days=horizon_days)
-    except ValueError as exc:
-        raise Invalid(str(exc)) from None
-    return SlotProposal(
-        actor=actor,
-        slots=[SlotData(start=s, end=e) for s, e in slots],
-        timezone=body.timezone,
-        mode=body.mode,
-        location=body.location,
-    )
 
 
 @router.post("/{exchange_id}/meeting/pick")

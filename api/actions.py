@@ -5,11 +5,12 @@ and is used once: it is marked used only after the workflow accepted the decisio
 or failed attempt loses nothing.
 """
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Connection, Engine, update
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 
@@ -229,18 +230,27 @@ async def act_on_link(
     result = await send_decision(
         client=client, workflow_id=workflow_id, update=update_name, argument=argument
     )
-    if body.action == "amend":
-        exchange = link.exchange
-        for name in ("title", "description"):
-            value = getattr(body, name)
-            if value:
-                setattr(exchange, name, value)
-        exchange.updated_at = utcnow()
-        session.add(exchange)
-    # Used only now that the workflow took the decision; a concurrent twin changes nothing.
-    session.execute(
-        update(ActionToken)
-        .where(col(ActionToken.id) == link.token.id, col(ActionToken.used_at).is_(None))
-        .values(used_at=utcnow())
-    )
+    # In a thread and a transaction of its own, committed at once: a write left open in the
+    # request's session would hold SQLite's lock across the awaits that follow.
+    await asyncio.to_thread(_record_use, session.get_bind(), link, body)
     return result
+
+
+def _record_use(bind: Engine | Connection, link: Link, body: ActionBody) -> None:
+    """Mark the token used (a concurrent twin changes nothing) and apply an amendment's text."""
+    with Session(bind) as session:
+        if body.action == "amend":
+            exchange = session.get(Exchange, link.exchange.id)
+            assert exchange is not None
+            for name in ("title", "description"):
+                value = getattr(body, name)
+                if value:
+                    setattr(exchange, name, value)
+            exchange.updated_at = utcnow()
+            session.add(exchange)
+        session.execute(
+            update(ActionToken)
+            .where(col(ActionToken.id) == link.token.id, col(ActionToken.used_at).is_(None))
+            .values(used_at=utcnow())
+        )
+        session.commit()

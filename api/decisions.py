@@ -54,9 +54,9 @@ async def send_decision(
         if err.status == RPCStatusCode.NOT_FOUND:
             # The workflow has completed (or never started): nothing is open to decide.
             raise Conflict("the exchange is closed: it takes no more decisions") from None
-        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            raise Unavailable(f"Temporal did not answer: {err.message}") from None
-        raise
+        # Temporal unreachable, or the workflow unable to take decisions right now (a failing
+        # workflow task): the caller may retry later, nothing was decided.
+        raise Unavailable(f"the exchange cannot take decisions right now: {err.message}") from None
     return result
 
 

@@ -5,8 +5,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
 
 from api.models import ApiToken, User, utcnow
 
@@ -55,10 +55,14 @@ def get_user_by_api_token(*, session: Session, plain: str, now: datetime) -> Use
     token, user = row
     if token.revoked_at is not None or token.expires_at <= now or not user.is_active:
         return None
-    # Touch last_used_at at most once a minute so that reads stay cheap.
+    # Touch last_used_at at most once a minute, in a transaction of its own: a write left open
+    # in the request's session would hold SQLite's lock across the request's awaits.
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        token.last_used_at = now
-        session.add(token)
+        with Session(session.get_bind()) as touch:
+            touch.execute(
+                update(ApiToken).where(col(ApiToken.id) == token.id).values(last_used_at=now)
+            )
+            touch.commit()
     return user
 
 

@@ -364,6 +364,8 @@ class ExchangeWorkflow:
                 await self._record(
                     "introduction_accepted", actor=answer.actor, organisation_id=organisation_id
                 )
+                # Scheduling opens before the e-mails go: the requester's link must work at once.
+                self._enter(Stage.SCHEDULING, [REQUESTER], t.scheduling_deadline)
                 # Double opt-in: contact details go out only now, to both sides.
                 await self._notify(
                     "introduction_made",

@@ -14,8 +14,9 @@ workflow's record_event activity), seen by polling the table every --poll-ms mil
 POST answered 409 because its e-mail came before the workflow took the stage is sent again and
 counted, its latency running from the first attempt. The time scale makes the meeting (a real
 slot a day ahead) and the survey delay last a few tens of milliseconds; the reminders and
-deadlines of human steps are moved past the run, so that no reminder races a decision. Two
-workarounds keep a product bug from freezing the stack (see FREEZE below); --as-is drops them.
+deadlines of human steps are moved past the run, so that no reminder races a decision. The
+links are acted on concurrently and API tokens are touched as in use; --with-workarounds brings
+back the two workarounds an earlier product bug needed (see FREEZE below), for comparison.
 
 The floor, in the same run on the same dev server and the same event loop: as many workflows
 of the same shape (bench/lifecycle_floor.py: the same activity calls, waits and timers) with
@@ -24,7 +25,7 @@ ratio is product completed/s over floor completed/s at the same concurrency. Las
 JSON object.
 
     .venv/bin/python bench/lifecycle.py [--n 20] [--concurrency 1,4,8,16] [--time-scale S]
-                                        [--poll-ms 10] [--as-is]
+                                        [--poll-ms 10] [--with-workarounds]
 """
 
 import argparse
@@ -79,8 +80,9 @@ HUMAN_HOLD_SECONDS = 3600.0  # reminders and deadlines of human steps: beyond an
 MEETING_LEAD = timedelta(hours=25)  # a day ahead, so that the meeting reminder has its timer
 STEP_TIMEOUT = 60.0
 CONFLICT_PAUSE = 0.02
-# FREEZE, what these work around (both off with --as-is): POST /api/v1/actions/{token} marks the
-# token used with an UPDATE run on the event loop, and commits only after the response is sent.
+# FREEZE (fixed in the product since; --with-workarounds still works around it): POST
+# /api/v1/actions/{token} marked the token used with an UPDATE run on the event loop, committed
+# only after the response was sent.
 # If another request's transaction holds SQLite's write lock at that moment and needs the loop
 # to finish (a second link POST; or an API decision whose session flushed the once-a-minute
 # `last_used_at` touch of its API token before awaiting the workflow Update), the loop waits on
@@ -942,9 +944,10 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4,8,16", help="comma-separated levels")
     parser.add_argument("--time-scale", type=float, default=DEFAULT_SCALE)
     parser.add_argument(
-        "--as-is",
-        action="store_true",
-        help="no workaround: links acted on concurrently, API tokens touched (30 s freezes)",
+        "--with-workarounds",
+        dest="as_is",
+        action="store_false",
+        help="act on one link at a time and seed API tokens as touched (the old FREEZE bug)",
     )
     parser.add_argument("--poll-ms", type=int, default=10, help="event table polling interval")
     args = parser.parse_args()

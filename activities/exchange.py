@@ -36,7 +36,7 @@ from api.models import (
     utcnow,
 )
 from api.security import new_token
-from emails.contexts import choose_language, choose_timezone
+from emails.contexts import KINDS, choose_language, choose_timezone
 from workflows.types import PARTNER, REQUESTER, CandidateInfo
 
 MAX_CANDIDATES = 20
@@ -383,7 +383,6 @@ class ExchangeFacts:
     home_cluster: str
     partner: Organisation | None
     brokers: list[User]
-    base_url: str = ""
 
     @classmethod
     def load(cls, *, session: Session, exchange: Exchange, data: NotifyInput) -> "ExchangeFacts":
@@ -532,8 +531,6 @@ def _summary(text: str) -> str:
 
 def _only_fields(kind: str, values: dict[str, Any]) -> dict[str, Any]:
     """The fields the kind's context declares: contexts refuse unknown ones."""
-    from emails.contexts import KINDS
-
     model = KINDS[kind]
     return {
         name: values[name]

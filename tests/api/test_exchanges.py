@@ -20,12 +20,6 @@ async def world(db: Engine, time_skipping_env: WorkflowEnvironment) -> AsyncIter
         yield world
 
 
-async def stage_of(world: World, exchange_id: int) -> str:
-    response = await world.get("manager", f"/api/v1/exchanges/{exchange_id}")
-    state = response.json()["state"]
-    return str(state["stage"]) if state else ""
-
-
 async def until_stage(world: World, exchange_id: int, stage: str) -> dict[str, Any]:
     for _ in range(200):
         response = await world.get("manager", f"/api/v1/exchanges/{exchange_id}")

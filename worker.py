@@ -15,7 +15,7 @@ from activities.email import EmailActivities
 from activities.exchange import ExchangeActivities
 from activities.records import RecordActivities
 from api.config import Settings, get_settings
-from api.db import make_engine
+from api.db import engine_for
 from api.temporal import connect_temporal
 from workflows.exchange import ExchangeWorkflow
 from workflows.outcome import OutcomeWaveWorkflow
@@ -49,7 +49,7 @@ def build_worker(
 
 async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | None = None) -> None:
     """Run until `stop` is set, then let running activities finish within the grace period."""
-    engine = make_engine(settings.database_url)
+    engine = engine_for(settings)
     client = client or await connect_temporal(settings)
     with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
         worker = build_worker(client, settings, engine, executor)

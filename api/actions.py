@@ -5,16 +5,16 @@ and is used once: it is marked used only after the workflow accepted the decisio
 or failed attempt loses nothing.
 """
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, update
+from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from api.config import Settings
+from api.db import run_in_session
 from api.decisions import query_state, send_decision, slot_proposal
 from api.domain import CLUSTERS_BY_ID
 from api.errors import Conflict, Forbidden, Invalid, NotFound
@@ -114,15 +114,28 @@ def open_link(*, session: Session, plain: str, now: datetime) -> Link:
     return Link(token=token, exchange=exchange, actor=actor)
 
 
-async def describe_link(*, session: Session, client: Client, link: Link) -> dict[str, Any]:
+async def open_link_async(*, engine: Engine, plain: str) -> Link:
+    return await run_in_session(
+        engine, lambda session: open_link(session=session, plain=plain, now=utcnow())
+    )
+
+
+def _organisation(session: Session, organisation_id: str | None) -> Organisation | None:
+    return session.get(Organisation, organisation_id) if organisation_id else None
+
+
+async def describe_link(*, engine: Engine, client: Client, link: Link) -> dict[str, Any]:
     """What the link is for, without using it (mail scanners prefetch links)."""
     exchange = link.exchange
     assert exchange.id is not None
-    state = await query_state(client=client, workflow_id=workflow_id_for(exchange.id)) or {}
-    requester_org = (
-        session.get(Organisation, exchange.organisation_id) if exchange.organisation_id else None
+    requester_org, subject = await run_in_session(
+        engine,
+        lambda session: (
+            _organisation(session, exchange.organisation_id),
+            _organisation(session, link.subject),
+        ),
     )
-    subject = session.get(Organisation, link.subject) if link.subject else None
+    state = await query_state(client=client, workflow_id=workflow_id_for(exchange.id)) or {}
     proposal = state.get("proposal") or {}
     description: dict[str, Any] = {
         "kind": link.token.action,
@@ -224,33 +237,29 @@ def decision_for(*, link: Link, body: ActionBody, settings: Settings) -> tuple[s
 
 
 async def act_on_link(
-    *, session: Session, client: Client, settings: Settings, link: Link, body: ActionBody
+    *, engine: Engine, client: Client, settings: Settings, link: Link, body: ActionBody
 ) -> DecisionResult:
     workflow_id, update_name, argument = decision_for(link=link, body=body, settings=settings)
     result = await send_decision(
         client=client, workflow_id=workflow_id, update=update_name, argument=argument
     )
-    # In a thread and a transaction of its own, committed at once: a write left open in the
-    # request's session would hold SQLite's lock across the awaits that follow.
-    await asyncio.to_thread(_record_use, session.get_bind(), link, body)
+    await run_in_session(engine, lambda session: _record_use(session, link, body))
     return result
 
 
-def _record_use(bind: Engine | Connection, link: Link, body: ActionBody) -> None:
+def _record_use(session: Session, link: Link, body: ActionBody) -> None:
     """Mark the token used (a concurrent twin changes nothing) and apply an amendment's text."""
-    with Session(bind) as session:
-        if body.action == "amend":
-            exchange = session.get(Exchange, link.exchange.id)
-            assert exchange is not None
-            for name in ("title", "description"):
-                value = getattr(body, name)
-                if value:
-                    setattr(exchange, name, value)
-            exchange.updated_at = utcnow()
-            session.add(exchange)
-        session.execute(
-            update(ActionToken)
-            .where(col(ActionToken.id) == link.token.id, col(ActionToken.used_at).is_(None))
-            .values(used_at=utcnow())
-        )
-        session.commit()
+    if body.action == "amend":
+        exchange = session.get(Exchange, link.exchange.id)
+        assert exchange is not None
+        for name in ("title", "description"):
+            value = getattr(body, name)
+            if value:
+                setattr(exchange, name, value)
+        exchange.updated_at = utcnow()
+        session.add(exchange)
+    session.execute(
+        update(ActionToken)
+        .where(col(ActionToken.id) == link.token.id, col(ActionToken.used_at).is_(None))
+        .values(used_at=utcnow())
+    )

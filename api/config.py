@@ -18,6 +18,12 @@ class Settings(BaseSettings):
 
     ce4big_env: Literal["development", "test", "production"] = "development"
     database_url: str = SQLITE_DEFAULT
+    # A request holds a connection only while its SQL runs (never across a Temporal call), so
+    # size + overflow matches the thread pool (40) that runs that SQL; a request that still
+    # finds the pool empty waits this long, then gets 503 with Retry-After.
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(30, ge=0)
+    db_pool_timeout_seconds: float = Field(5.0, gt=0)
 
     temporal_address: str | None = None
     temporal_namespace: str = "default"

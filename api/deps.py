@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from api.config import Settings
+from api.db import run_in_session, session_scope
 from api.domain import Role
 from api.errors import Forbidden, NotFound, Unauthorized
 from api.models import Exchange, ExchangeCandidate, Organisation, User, utcnow
@@ -27,15 +28,13 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
-def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def get_session(engine: EngineDep) -> Iterator[Session]:
     # The request owns the commit: a route that raises leaves nothing half-written.
-    with Session(engine, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with session_scope(engine) as session:
+        yield session
 
 
 async def get_temporal(request: Request) -> Client:
@@ -44,19 +43,25 @@ async def get_temporal(request: Request) -> Client:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# For synchronous routes only. Ended when the route returns, before the response is sent, so
+# that a failed commit is an error and not a success. An async route that awaits Temporal
+# uses `run_in_session` instead, so that no connection waits on the Update with it.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 
 _bearer = HTTPBearer(auto_error=False)
 
 
-def get_current_user(
-    session: SessionDep,
+async def get_current_user(
+    engine: EngineDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    user = get_user_by_api_token(session=session, plain=credentials.credentials, now=utcnow())
+    plain = credentials.credentials
+    user = await run_in_session(
+        engine, lambda session: get_user_by_api_token(session=session, plain=plain, now=utcnow())
+    )
     if user is None:
         raise Unauthorized("invalid, expired or revoked token")
     return user
@@ -105,10 +110,20 @@ def can_see_exchange(*, session: Session, user: User, exchange: Exchange) -> boo
     return False
 
 
-def get_exchange_or_404(exchange_id: int, session: SessionDep, user: CurrentUser) -> Exchange:
+def _visible_exchange(*, session: Session, user: User, exchange_id: int) -> Exchange | None:
     exchange = session.get(Exchange, exchange_id)
-    # An exchange the caller may not see is as unknown as one that does not exist.
     if exchange is None or not can_see_exchange(session=session, user=user, exchange=exchange):
+        return None
+    return exchange
+
+
+async def get_exchange_or_404(exchange_id: int, engine: EngineDep, user: CurrentUser) -> Exchange:
+    exchange = await run_in_session(
+        engine,
+        lambda session: _visible_exchange(session=session, user=user, exchange_id=exchange_id),
+    )
+    # An exchange the caller may not see is as unknown as one that does not exist.
+    if exchange is None:
         raise NotFound(f"no exchange {exchange_id}")
     return exchange
 

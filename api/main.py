@@ -9,17 +9,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from api.config import Settings, get_settings
-from api.db import make_engine
+from api.db import engine_for
 from api.errors import AppError
 from api.limits import BodyLimitMiddleware
 from api.routes import actions, catalogue, core, devmailbox, exchanges, pages, users
 from api.temporal import TemporalConnector
 
 logger = logging.getLogger(__name__)
+
+POOL_RETRY_AFTER_SECONDS = 2
 
 HTTP_CODES = {
     400: "bad_request",
@@ -107,6 +110,19 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _pool_exhausted(request: Request, exc: Exception) -> Response:
+    # Every connection is busy with other requests' SQL: a short wait is cheaper for the client
+    # than queueing here, and nothing of this request was written.
+    logger.warning("database pool exhausted: %s", exc)
+    return _error_response(
+        request,
+        status_code=503,
+        code="unavailable",
+        message="the server is busy: retry in a moment",
+        headers={"Retry-After": str(POOL_RETRY_AFTER_SECONDS)},
+    )
+
+
 def create_app(
     settings: Settings | None = None, *, temporal_client: Client | None = None
 ) -> FastAPI:
@@ -114,7 +130,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = engine_for(settings)
         app.state.settings = settings
         app.state.engine = engine
         app.state.temporal = TemporalConnector(settings, temporal_client)
@@ -140,6 +156,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(SQLAlchemyError, _database_error)
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)
     app.include_router(core.router)
     app.include_router(core.api_router, prefix="/api/v1")
     app.include_router(catalogue.router, prefix="/api/v1")

@@ -55,14 +55,12 @@ def get_user_by_api_token(*, session: Session, plain: str, now: datetime) -> Use
     token, user = row
     if token.revoked_at is not None or token.expires_at <= now or not user.is_active:
         return None
-    # Touch last_used_at at most once a minute, in a transaction of its own: a write left open
-    # in the request's session would hold SQLite's lock across the request's awaits.
+    # At most once a minute: a write on every request would serialise readers on SQLite. The
+    # caller commits at once (see api.deps), before any await.
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
-        with Session(session.get_bind()) as touch:
-            touch.execute(
-                update(ApiToken).where(col(ApiToken.id) == token.id).values(last_used_at=now)
-            )
-            touch.commit()
+        session.execute(
+            update(ApiToken).where(col(ApiToken.id) == token.id).values(last_used_at=now)
+        )
     return user
 
 

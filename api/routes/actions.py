@@ -4,9 +4,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from api.actions import act_on_link, describe_link, open_link
-from api.deps import SessionDep, SettingsDep, TemporalDep
-from api.models import DecisionPublic, utcnow
+from api.actions import act_on_link, describe_link, open_link_async
+from api.deps import EngineDep, SettingsDep, TemporalDep
+from api.models import DecisionPublic
 from api.schemas import ActionBody
 
 router = APIRouter(prefix="/actions", tags=["actions"])
@@ -15,22 +15,22 @@ Token = Annotated[str, Path(min_length=16, max_length=100)]
 
 
 @router.get("/{token}")
-async def read_action(token: Token, session: SessionDep, client: TemporalDep) -> dict[str, Any]:
-    link = open_link(session=session, plain=token, now=utcnow())
-    return await describe_link(session=session, client=client, link=link)
+async def read_action(token: Token, engine: EngineDep, client: TemporalDep) -> dict[str, Any]:
+    link = await open_link_async(engine=engine, plain=token)
+    return await describe_link(engine=engine, client=client, link=link)
 
 
 @router.post("/{token}")
 async def take_action(
     token: Token,
     body: ActionBody,
-    session: SessionDep,
+    engine: EngineDep,
     client: TemporalDep,
     settings: SettingsDep,
 ) -> DecisionPublic:
-    link = open_link(session=session, plain=token, now=utcnow())
+    link = await open_link_async(engine=engine, plain=token)
     result = await act_on_link(
-        session=session, client=client, settings=settings, link=link, body=body
+        engine=engine, client=client, settings=settings, link=link, body=body
     )
     assert link.exchange.id is not None
     return DecisionPublic(exchange_id=link.exchange.id, stage=result.stage, detail=result.detail)

@@ -5,8 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import String, cast
-from sqlmodel import func, select
-from starlette.concurrency import run_in_threadpool
+from sqlmodel import Session, func, select
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -15,7 +14,8 @@ from api.catalogue.matching import search_organisations
 from api.catalogue.store import upsert_organisations
 from api.catalogue.vocabulary import canonical_certification
 from api.config import Settings
-from api.deps import CurrentUser, SessionDep, SettingsDep, StaffUser
+from api.db import run_in_session
+from api.deps import CurrentUser, EngineDep, SessionDep, SettingsDep, StaffUser
 from api.domain import CLUSTER_IDS, OrganisationKind, Role
 from api.errors import Forbidden, Invalid, NotFound, PayloadTooLarge
 from api.models import (
@@ -149,7 +149,7 @@ async def _uploaded_file(request: Request, body: bytes, limit: int) -> bytes:
     return data
 
 
-def _check_scope(*, session: SessionDep, user: User, rows: Sequence[CatalogueRow]) -> None:
+def _check_scope(*, session: Session, user: User, rows: Sequence[CatalogueRow]) -> None:
     """A broker imports rows of their own cluster only, and cannot move another cluster's row."""
     if user.role in (Role.MANAGER, Role.ADMIN):
         return
@@ -181,7 +181,7 @@ def _check_scope(*, session: SessionDep, user: User, rows: Sequence[CatalogueRow
         )
 
 
-def _import(*, session: SessionDep, user: User, data: bytes) -> CatalogueImportResult:
+def _import(*, session: Session, user: User, data: bytes) -> CatalogueImportResult:
     rows = parse_catalogue_csv(data)
     _check_scope(session=session, user=user, rows=rows)
     created, updated = upsert_organisations(session=session, rows=rows)
@@ -207,14 +207,16 @@ def _import(*, session: SessionDep, user: User, data: bytes) -> CatalogueImportR
     },
 )
 async def import_catalogue(
-    request: Request, session: SessionDep, settings: SettingsDep, user: StaffUser
+    request: Request, engine: EngineDep, settings: SettingsDep, user: StaffUser
 ) -> CatalogueImportResult:
     """Upsert organisations from a CSV file (DESIGN section 3): all rows or none."""
     limit = _limit(settings)
     multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
     body = await _read_body(request, limit + MULTIPART_OVERHEAD if multipart else limit)
     data = await _uploaded_file(request, body, limit) if multipart else body
-    return await run_in_threadpool(_import, session=session, user=user, data=data)
+    return await run_in_session(
+        engine, lambda session: _import(session=session, user=user, data=data)
+    )
 
 
 def _limit(settings: Settings) -> int:

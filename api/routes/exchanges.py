@@ -1,6 +1,5 @@
 """Exchanges: create, list, read, and every human decision of the lifecycle."""
 
-import asyncio
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -12,9 +11,11 @@ from temporalio.client import Client
 
 from activities.exchange import match_request_for
 from api.catalogue.matching import rank_candidates
+from api.db import run_in_session
 from api.decisions import actor_for_user, query_state, send_decision, slot_proposal
 from api.deps import (
     CurrentUser,
+    EngineDep,
     ExchangeDep,
     SessionDep,
     SettingsDep,
@@ -83,7 +84,7 @@ def _find_by_key(session: Session, user: User, key: str) -> Exchange | None:
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_exchange(
     body: ExchangeCreate,
-    session: SessionDep,
+    engine: EngineDep,
     settings: SettingsDep,
     client: TemporalDep,
     user: CurrentUser,
@@ -93,9 +94,9 @@ async def create_exchange(
         raise Forbidden("only an SME user with an organisation submits an exchange request")
     if user.cluster_id in body.target_clusters and len(body.target_clusters) == 1:
         raise Invalid("target_clusters: a partner is sought in another cluster than your own")
-    # Database work runs in a thread: a write waiting for SQLite's lock must not stall the loop.
-    exchange = await asyncio.to_thread(
-        _insert_or_find, session=session, user=user, body=body, key=idempotency_key
+    exchange = await run_in_session(
+        engine,
+        lambda session: _insert_or_find(session=session, user=user, body=body, key=idempotency_key),
     )
     assert exchange.id is not None
     # Starting is idempotent too (one workflow id per exchange), so a retry after a failed
@@ -103,7 +104,7 @@ async def create_exchange(
     await start_exchange_workflow(client=client, settings=settings, exchange=exchange)
     if exchange.workflow_id is None:
         exchange.workflow_id = workflow_id_for(exchange.id)
-        session.add(exchange)
+        await run_in_session(engine, lambda session: session.add(exchange))
     return public(exchange)
 
 
@@ -174,7 +175,7 @@ def list_exchanges(
 
 @router.get("/{exchange_id}")
 async def read_exchange(
-    exchange: ExchangeDep, session: SessionDep, client: TemporalDep
+    exchange: ExchangeDep, engine: EngineDep, client: TemporalDep
 ) -> ExchangeDetail:
     assert exchange.id is not None
     query = (
@@ -182,7 +183,7 @@ async def read_exchange(
         .where(ExchangeEvent.exchange_id == exchange.id)
         .order_by(col(ExchangeEvent.at), col(ExchangeEvent.id))
     )
-    events = await asyncio.to_thread(lambda: session.exec(query).all())
+    events = await run_in_session(engine, lambda session: session.exec(query).all())
     state = await query_state(client=client, workflow_id=workflow_id_for(exchange.id))
     return ExchangeDetail(
         **public(exchange).model_dump(),
@@ -248,7 +249,7 @@ async def vet_exchange(
 async def amend_exchange(
     body: ExchangeAmend,
     exchange: ExchangeDep,
-    session: SessionDep,
+    engine: EngineDep,
     client: TemporalDep,
     user: CurrentUser,
 ) -> DecisionPublic:
@@ -259,7 +260,7 @@ async def amend_exchange(
     for name, value in changes.items():
         setattr(exchange, name, value)
     exchange.updated_at = utcnow()
-    session.add(exchange)
+    await run_in_session(engine, lambda session: session.add(exchange))
     return result
 
 
@@ -275,11 +276,13 @@ async def set_shortlist(
 async def host_review(
     body: HostReviewBody,
     exchange: ExchangeDep,
-    session: SessionDep,
+    engine: EngineDep,
     client: TemporalDep,
     user: CurrentUser,
 ) -> DecisionPublic:
-    organisation = session.get(Organisation, body.organisation_id)
+    organisation = await run_in_session(
+        engine, lambda session: session.get(Organisation, body.organisation_id)
+    )
     if organisation is None:
         raise Invalid(f"organisation_id: no catalogue organisation {body.organisation_id!r}")
     if user.role != Role.BROKER or user.cluster_id != organisation.cluster_id:

@@ -22,17 +22,19 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import ValidationError
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from starlette.datastructures import FormData
 from starlette.templating import Jinja2Templates
 from temporalio.client import Client
 
-from api.actions import Link, act_on_link, describe_link, open_link
+from api.actions import Link, act_on_link, describe_link, open_link_async
 from api.config import Settings
-from api.deps import SessionDep, SettingsDep, TemporalDep
+from api.db import run_in_session
+from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.domain import CooperationType
 from api.errors import AppError, Forbidden, Invalid, NotFound
-from api.models import DESCRIPTION_MAX, NOTE_MAX, TITLE_MAX, ActionToken, utcnow
+from api.models import DESCRIPTION_MAX, NOTE_MAX, TITLE_MAX, ActionToken
 from api.pages_i18n import FIELD_TEXTS, TEXTS, choose_language, text
 from api.schemas import MAX_SLOTS, ActionBody
 from api.security import hash_token
@@ -257,14 +259,16 @@ def page_language(request: Request) -> str:
     )
 
 
-def get_page_link(request: Request, token: str, session: SessionDep) -> Link:
+async def get_page_link(request: Request, token: str, engine: EngineDep) -> Link:
     if not TOKEN_MIN <= len(token) <= TOKEN_MAX:
         raise NotFound("this link is unknown: check that it was copied whole")
     try:
-        link = open_link(session=session, plain=token, now=utcnow())
+        link = await open_link_async(engine=engine, plain=token)
     except AppError:
         # The error page speaks the recipient's language even when the link no longer works.
-        request.state.language = _stored_language(session, token)
+        request.state.language = await run_in_session(
+            engine, lambda session: _stored_language(session, token)
+        )
         raise
     request.state.language = link.language
     return link
@@ -433,7 +437,7 @@ async def _link_page(
     *,
     token: str,
     link: Link,
-    session: Session,
+    engine: Engine,
     client: Client,
     settings: Settings,
     cookie: str,
@@ -442,7 +446,7 @@ async def _link_page(
     form: FormData | None = None,
 ) -> HTMLResponse:
     language = page_language(request)
-    described = await describe_link(session=session, client=client, link=link)
+    described = await describe_link(engine=engine, client=client, link=link)
     view = link_view(
         token=token,
         link=link,
@@ -490,7 +494,7 @@ async def show_action_page(
     request: Request,
     token: str,
     link: PageLink,
-    session: SessionDep,
+    engine: EngineDep,
     client: TemporalDep,
     settings: SettingsDep,
 ) -> HTMLResponse:
@@ -500,7 +504,7 @@ async def show_action_page(
         request,
         token=token,
         link=link,
-        session=session,
+        engine=engine,
         client=client,
         settings=settings,
         cookie=cookie,
@@ -521,7 +525,7 @@ async def submit_action_page(
     request: Request,
     token: str,
     link: PageLink,
-    session: SessionDep,
+    engine: EngineDep,
     client: TemporalDep,
     settings: SettingsDep,
 ) -> HTMLResponse:
@@ -530,17 +534,14 @@ async def submit_action_page(
         _check_csrf(request=request, form=form, link=link, settings=settings)
         try:
             body = body_from_form(form)
-            await act_on_link(
-                session=session, client=client, settings=settings, link=link, body=body
-            )
+            await act_on_link(engine=engine, client=client, settings=settings, link=link, body=body)
         except Invalid as exc:
             # Refused before the workflow took anything: nothing of this request is kept.
-            session.rollback()
             return await _link_page(
                 request,
                 token=token,
                 link=link,
-                session=session,
+                engine=engine,
                 client=client,
                 settings=settings,
                 cookie=request.cookies.get(CSRF_COOKIE, ""),

@@ -2,7 +2,9 @@ FROM python:3.11-slim
 WORKDIR /app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY pyproject.toml README.md worker.py ./
+COPY ce4big ./ce4big
 COPY api ./api
+COPY cli ./cli
 COPY activities ./activities
 COPY emails ./emails
 COPY workflows ./workflows

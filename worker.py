@@ -14,9 +14,9 @@ from temporalio.worker import Worker
 from activities.email import EmailActivities
 from activities.exchange import ExchangeActivities
 from activities.records import RecordActivities
-from api.config import Settings, get_settings
-from api.db import engine_for
-from api.temporal import connect_temporal
+from ce4big.db import engine_for
+from ce4big.settings import Settings, get_settings
+from ce4big.temporal import connect_temporal
 from workflows.exchange import ExchangeWorkflow
 from workflows.outcome import OutcomeWaveWorkflow
 

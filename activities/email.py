@@ -10,7 +10,9 @@ from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from api.config import Settings
+from ce4big.mailerrors import EmailError, PermanentEmailError, TemporaryEmailError
+from ce4big.maillog import EmailStatus, claim_email, record_failure, record_sent
+from ce4big.settings import Settings
 from emails.contexts import (
     DEFAULT_LANGUAGE,
     Person,
@@ -19,9 +21,7 @@ from emails.contexts import (
     parse_context,
     parse_invite,
 )
-from emails.errors import EmailError, PermanentEmailError, TemporaryEmailError
 from emails.invites import build_invite, meeting_uid
-from emails.log import EmailStatus, claim_email, record_failure, record_sent
 from emails.render import EmailRenderer, default_renderer
 from emails.sender import (
     CalendarPart,

@@ -21,11 +21,11 @@ from activities.types import (
     RevokeTokensInput,
     UpdateCandidateInput,
 )
-from api.catalogue.matching import MatchRequest, rank_candidates
-from api.config import Settings
-from api.db import session_scope
-from api.domain import CLUSTERS_BY_ID, Role
-from api.models import (
+from ce4big.catalogue.matching import MatchRequest, rank_candidates
+from ce4big.db import session_scope
+from ce4big.domain import CLUSTERS_BY_ID, Role
+from ce4big.lifecycle import PARTNER, REQUESTER, CandidateInfo
+from ce4big.models import (
     ActionToken,
     EmailLog,
     Exchange,
@@ -35,9 +35,9 @@ from api.models import (
     User,
     utcnow,
 )
-from api.security import new_token
+from ce4big.security import new_token
+from ce4big.settings import Settings
 from emails.contexts import KINDS, choose_language, choose_timezone
-from workflows.types import PARTNER, REQUESTER, CandidateInfo
 
 MAX_CANDIDATES = 20
 SUMMARY_CHARS = 600

@@ -10,8 +10,8 @@ from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from api.db import session_scope
-from api.models import Exchange, ExchangeEvent, utcnow
+from ce4big.db import session_scope
+from ce4big.models import Exchange, ExchangeEvent, utcnow
 
 
 @dataclass(frozen=True)

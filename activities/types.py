@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from workflows.types import CandidateInfo, Meeting, Proposal
+from ce4big.lifecycle import CandidateInfo, Meeting, Proposal
 
 
 @dataclass(frozen=True)

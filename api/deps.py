@@ -9,13 +9,13 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 
-from api.config import Settings
-from api.db import run_in_session, session_scope
-from api.domain import Role
-from api.errors import Forbidden, NotFound, Unauthorized
-from api.models import Exchange, ExchangeCandidate, Organisation, User, utcnow
-from api.security import get_user_by_api_token
-from api.temporal import TemporalConnector
+from ce4big.db import run_in_session, session_scope
+from ce4big.domain import Role
+from ce4big.errors import Forbidden, NotFound, Unauthorized
+from ce4big.models import Exchange, ExchangeCandidate, Organisation, User, utcnow
+from ce4big.security import get_user_by_api_token
+from ce4big.settings import Settings
+from ce4big.temporal import TemporalConnector
 
 
 def get_settings_dep(request: Request) -> Settings:

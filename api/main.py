@@ -13,12 +13,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
-from api.config import Settings, get_settings
-from api.db import engine_for
-from api.errors import AppError
 from api.limits import BodyLimitMiddleware
 from api.routes import actions, catalogue, core, devmailbox, exchanges, pages, users
-from api.temporal import TemporalConnector
+from ce4big.db import engine_for
+from ce4big.errors import AppError
+from ce4big.settings import Settings, get_settings
+from ce4big.temporal import TemporalConnector
 
 logger = logging.getLogger(__name__)
 

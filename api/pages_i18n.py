@@ -2,7 +2,7 @@
 
 from typing import Final
 
-from api.domain import LANGUAGES
+from ce4big.domain import LANGUAGES
 
 DEFAULT_LANGUAGE: Final = "en"
 

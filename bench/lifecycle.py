@@ -63,15 +63,15 @@ from temporalio.client import Client  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from api.catalogue.csvio import parse_catalogue_csv, write_catalogue_csv  # noqa: E402
-from api.catalogue.store import upsert_organisations  # noqa: E402
-from api.config import Settings  # noqa: E402
-from api.db import make_engine, session_scope, upgrade_database  # noqa: E402
-from api.exchanges import exchange_timings  # noqa: E402
 from api.main import create_app  # noqa: E402
-from api.models import ApiToken, ExchangeEvent, utcnow  # noqa: E402
-from api.security import create_api_token  # noqa: E402
-from api.users import add_user  # noqa: E402
+from ce4big.catalogue.csvio import parse_catalogue_csv, write_catalogue_csv  # noqa: E402
+from ce4big.catalogue.store import upsert_organisations  # noqa: E402
+from ce4big.db import make_engine, session_scope, upgrade_database  # noqa: E402
+from ce4big.exchanges import exchange_timings  # noqa: E402
+from ce4big.models import ApiToken, ExchangeEvent, utcnow  # noqa: E402
+from ce4big.security import create_api_token  # noqa: E402
+from ce4big.settings import Settings  # noqa: E402
+from ce4big.users import add_user  # noqa: E402
 from worker import build_worker  # noqa: E402
 
 DAY = 86400.0

@@ -15,8 +15,8 @@ from typing import Any
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
+    from ce4big.lifecycle import Timings
     from workflows.exchange import MATCH_OPTIONS, NOTIFY_OPTIONS, RECORD_OPTIONS
-    from workflows.types import Timings
 
 HOUR = 3600.0
 

@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 from sqlmodel import Session  # noqa: E402
 
-from api.catalogue.csvio import CatalogueRow, parse_catalogue_csv  # noqa: E402
-from api.catalogue.matching import MatchRequest, rank_candidates  # noqa: E402
-from api.catalogue.store import upsert_organisations  # noqa: E402
-from api.config import Settings  # noqa: E402
-from api.db import make_engine, upgrade_database  # noqa: E402
+from ce4big.catalogue.csvio import CatalogueRow, parse_catalogue_csv  # noqa: E402
+from ce4big.catalogue.matching import MatchRequest, rank_candidates  # noqa: E402
+from ce4big.catalogue.store import upsert_organisations  # noqa: E402
+from ce4big.db import make_engine, upgrade_database  # noqa: E402
+from ce4big.settings import Settings  # noqa: E402
 
 DATA = Path(os.environ.get("CE4BIG_BENCH_DATA", ROOT.parent / "shared" / "data"))
 CUTOFF = 5

@@ -30,13 +30,13 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
-from api.catalogue.csvio import HEADER, parse_catalogue_csv, write_catalogue_csv  # noqa: E402
-from api.catalogue.matching import MatchRequest, rank_candidates  # noqa: E402
-from api.catalogue.store import upsert_organisations  # noqa: E402
-from api.catalogue.vocabulary import CONCEPTS, Facet  # noqa: E402
-from api.config import Settings  # noqa: E402
-from api.db import make_engine, upgrade_database  # noqa: E402
-from api.domain import CERTIFICATIONS, CLUSTERS, OrganisationKind  # noqa: E402
+from ce4big.catalogue.csvio import HEADER, parse_catalogue_csv, write_catalogue_csv  # noqa: E402
+from ce4big.catalogue.matching import MatchRequest, rank_candidates  # noqa: E402
+from ce4big.catalogue.store import upsert_organisations  # noqa: E402
+from ce4big.catalogue.vocabulary import CONCEPTS, Facet  # noqa: E402
+from ce4big.db import make_engine, upgrade_database  # noqa: E402
+from ce4big.domain import CERTIFICATIONS, CLUSTERS, OrganisationKind  # noqa: E402
+from ce4big.settings import Settings  # noqa: E402
 
 SEED = 20261128
 SCHEMA = "ce4big_bench"

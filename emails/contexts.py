@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from emails.errors import EmailContextError
+from ce4big.mailerrors import EmailContextError
 
 LANGUAGES: tuple[str, ...] = ("en", "fr", "de", "pl")
 DEFAULT_LANGUAGE = "en"

@@ -20,8 +20,8 @@ from typing import Protocol
 import aiosmtplib
 from email_validator import EmailNotValidError, validate_email
 
-from api.config import Settings
-from emails.errors import EmailContextError, PermanentEmailError, TemporaryEmailError
+from ce4big.mailerrors import EmailContextError, PermanentEmailError, TemporaryEmailError
+from ce4big.settings import Settings
 from emails.render import RenderedEmail, one_line
 
 

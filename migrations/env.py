@@ -3,8 +3,8 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-import api.models  # noqa: F401  (registers the tables on the metadata)
-from api.db import make_engine
+import ce4big.models  # noqa: F401  (registers the tables on the metadata)
+from ce4big.db import make_engine
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -13,9 +13,9 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel
 from temporalio.testing import WorkflowEnvironment
 
-import api.models  # noqa: F401  (registers the tables)
-from api.config import Settings
-from api.db import make_engine, upgrade_database
+import ce4big.models  # noqa: F401  (registers the tables)
+from ce4big.db import make_engine, upgrade_database
+from ce4big.settings import Settings
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # Reference data that migrations insert; everything else is emptied between tests.

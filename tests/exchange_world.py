@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from api.models import Exchange, User
-from api.users import add_user
+from ce4big.models import Exchange, User
+from ce4big.users import add_user
 from tests.factories import add_organisation
 
 HOME = "biowin"

@@ -4,9 +4,9 @@ from typing import Any
 
 from sqlmodel import Session
 
-from api.models import Organisation, User
-from api.security import create_api_token
-from api.users import add_user
+from ce4big.models import Organisation, User
+from ce4big.security import create_api_token
+from ce4big.users import add_user
 
 
 def add_organisation(

@@ -25,8 +25,8 @@ with workflow.unsafe.imports_passed_through():
         RevokeTokensInput,
         UpdateCandidateInput,
     )
-    from api.domain import Outcome, Stage
-    from workflows.types import (
+    from ce4big.domain import Outcome, Stage
+    from ce4big.lifecycle import (
         INVALID_DECISION,
         PARTNER,
         REQUESTER,

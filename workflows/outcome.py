@@ -12,8 +12,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.records import RecordEventInput
     from activities.types import NotifyInput, RecordSurveyInput, RevokeTokensInput
-    from workflows.exchange import NOTIFY_OPTIONS, RECORD_OPTIONS, partner_audience, refuse
-    from workflows.types import (
+    from ce4big.lifecycle import (
         INVALID_DECISION,
         PARTNER,
         REQUESTER,
@@ -23,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         OutcomeAnswer,
         OutcomeWaveInput,
     )
+    from workflows.exchange import NOTIFY_OPTIONS, RECORD_OPTIONS, partner_audience, refuse
 
 OUTCOMES = frozenset(
     {"no_further_contact", "valuable_contact", "negotiation_started", "agreement_reached"}

@@ -4,10 +4,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from api.actions import act_on_link, describe_link, open_link_async
 from api.deps import EngineDep, SettingsDep, TemporalDep
-from api.models import DecisionPublic
-from api.schemas import ActionBody
+from ce4big.links import act_on_link, describe_link, open_link_async
+from ce4big.models import DecisionPublic
+from ce4big.schemas import ActionBody
 
 router = APIRouter(prefix="/actions", tags=["actions"])
 

@@ -9,22 +9,22 @@ from sqlmodel import Session, func, select
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from api.catalogue.csvio import CatalogueRow, parse_catalogue_csv
-from api.catalogue.matching import search_organisations
-from api.catalogue.store import upsert_organisations
-from api.catalogue.vocabulary import canonical_certification
-from api.config import Settings
-from api.db import run_in_session
 from api.deps import CurrentUser, EngineDep, SessionDep, SettingsDep, StaffUser
-from api.domain import CLUSTER_IDS, OrganisationKind, Role
-from api.errors import Forbidden, Invalid, NotFound, PayloadTooLarge
-from api.models import (
+from ce4big.catalogue.csvio import CatalogueRow, parse_catalogue_csv
+from ce4big.catalogue.matching import search_organisations
+from ce4big.catalogue.store import upsert_organisations
+from ce4big.catalogue.vocabulary import canonical_certification
+from ce4big.db import run_in_session
+from ce4big.domain import CLUSTER_IDS, OrganisationKind, Role
+from ce4big.errors import Forbidden, Invalid, NotFound, PayloadTooLarge
+from ce4big.models import (
     CatalogueImportResult,
     Organisation,
     OrganisationPublic,
     OrganisationsPublic,
     User,
 )
+from ce4big.settings import Settings
 
 router = APIRouter(prefix="/catalogue", tags=["catalogue"])
 

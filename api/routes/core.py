@@ -7,10 +7,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
-from api.db import ping
 from api.deps import CurrentUser, SessionDep
-from api.models import Cluster, ClusterPublic, UserPublic
-from api.temporal import TemporalConnector
+from ce4big.db import ping
+from ce4big.models import Cluster, ClusterPublic, UserPublic
+from ce4big.temporal import TemporalConnector
 
 router = APIRouter(tags=["health"])
 api_router = APIRouter(tags=["identity"])

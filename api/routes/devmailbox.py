@@ -22,8 +22,8 @@ from sqlmodel import col, select
 from starlette.templating import Jinja2Templates
 
 from api.deps import SessionDep, SettingsDep
-from api.errors import NotFound
-from api.models import DevMessage
+from ce4big.errors import NotFound
+from ce4big.models import DevMessage
 from emails.contexts import KINDS, LANGUAGES, choose_timezone, parse_context
 from emails.render import default_renderer
 from emails.samples import sample_context

@@ -10,9 +10,6 @@ from sqlmodel import Session, col, func, select
 from temporalio.client import Client
 
 from activities.exchange import match_request_for
-from api.catalogue.matching import rank_candidates
-from api.db import run_in_session
-from api.decisions import actor_for_user, query_state, send_decision, slot_proposal
 from api.deps import (
     CurrentUser,
     EngineDep,
@@ -21,10 +18,24 @@ from api.deps import (
     SettingsDep,
     TemporalDep,
 )
-from api.domain import Role, Stage
-from api.errors import Forbidden, Invalid
-from api.exchanges import start_exchange_workflow, workflow_id_for
-from api.models import (
+from ce4big.catalogue.matching import rank_candidates
+from ce4big.db import run_in_session
+from ce4big.decisions import actor_for_user, query_state, send_decision, slot_proposal
+from ce4big.domain import Role, Stage
+from ce4big.errors import Forbidden, Invalid
+from ce4big.exchanges import start_exchange_workflow, workflow_id_for
+from ce4big.lifecycle import (
+    Amendment,
+    Closure,
+    HostReviewDecision,
+    MeetingCancellation,
+    NotHeldReport,
+    ShortlistDecision,
+    SlotPick,
+    SurveyAnswer,
+    VettingDecision,
+)
+from ce4big.models import (
     CandidatePublic,
     DecisionPublic,
     Exchange,
@@ -38,7 +49,7 @@ from api.models import (
     User,
     utcnow,
 )
-from api.schemas import (
+from ce4big.schemas import (
     ExchangeAmend,
     ExchangeCreate,
     HostReviewBody,
@@ -48,17 +59,6 @@ from api.schemas import (
     ShortlistBody,
     SurveyBody,
     VettingBody,
-)
-from workflows.types import (
-    Amendment,
-    Closure,
-    HostReviewDecision,
-    MeetingCancellation,
-    NotHeldReport,
-    ShortlistDecision,
-    SlotPick,
-    SurveyAnswer,
-    VettingDecision,
 )
 
 router = APIRouter(prefix="/exchanges", tags=["exchanges"])

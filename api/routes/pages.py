@@ -28,16 +28,16 @@ from starlette.datastructures import FormData
 from starlette.templating import Jinja2Templates
 from temporalio.client import Client
 
-from api.actions import Link, act_on_link, describe_link, open_link_async
-from api.config import Settings
-from api.db import run_in_session
 from api.deps import EngineDep, SettingsDep, TemporalDep
-from api.domain import CooperationType
-from api.errors import AppError, Forbidden, Invalid, NotFound
-from api.models import DESCRIPTION_MAX, NOTE_MAX, TITLE_MAX, ActionToken
 from api.pages_i18n import FIELD_TEXTS, TEXTS, choose_language, text
-from api.schemas import MAX_SLOTS, ActionBody
-from api.security import hash_token
+from ce4big.db import run_in_session
+from ce4big.domain import CooperationType
+from ce4big.errors import AppError, Forbidden, Invalid, NotFound
+from ce4big.links import Link, act_on_link, describe_link, open_link_async
+from ce4big.models import DESCRIPTION_MAX, NOTE_MAX, TITLE_MAX, ActionToken
+from ce4big.schemas import MAX_SLOTS, ActionBody
+from ce4big.security import hash_token
+from ce4big.settings import Settings
 from emails.vocabulary import BABEL_LOCALES, DATETIME_PATTERNS, LABELS
 
 PAGE_PREFIX = "/t/"

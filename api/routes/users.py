@@ -7,8 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, func, select
 
 from api.deps import AdminUser, SessionDep
-from api.models import User, UserPublic
-from api.users import add_user
+from ce4big.models import User, UserPublic
+from ce4big.users import add_user
 
 router = APIRouter(prefix="/users", tags=["users"])
 

@@ -17,8 +17,8 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.email import EmailActivities, SendEmailInput, SendEmailOutput
-from api.config import Settings
-from api.models import EmailLog
+from ce4big.models import EmailLog
+from ce4big.settings import Settings
 from emails.samples import sample_context
 from emails.sender import message_id_for
 from tests.conftest import make_settings

@@ -23,8 +23,8 @@ from activities.types import (
     RevokeTokensInput,
     UpdateCandidateInput,
 )
-from api.config import Settings
-from api.models import (
+from ce4big.lifecycle import Meeting
+from ce4big.models import (
     ActionToken,
     EmailLog,
     ExchangeCandidate,
@@ -32,7 +32,8 @@ from api.models import (
     User,
     utcnow,
 )
-from api.security import hash_token
+from ce4big.security import hash_token
+from ce4big.settings import Settings
 from tests.conftest import make_settings
 from tests.emails.mailserver import Received, RecordingHandler, smtp_server
 from tests.exchange_world import (
@@ -51,7 +52,6 @@ from tests.exchange_world import (
     add_exchange,
     add_world,
 )
-from workflows.types import Meeting
 
 BASE_URL = "http://testserver"
 STEP = "exchange-1:7:vetting_needed"

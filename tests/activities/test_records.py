@@ -7,7 +7,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.records import RecordActivities, RecordEventInput, RecordEventOutput
-from api.models import Exchange, ExchangeEvent
+from ce4big.models import Exchange, ExchangeEvent
 from tests.exchange_world import ExchangeWorld, add_world
 
 AT = datetime(2031, 3, 4, 10, 30, tzinfo=UTC)

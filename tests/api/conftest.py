@@ -5,8 +5,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from api.config import Settings
 from api.main import create_app
+from ce4big.settings import Settings
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 

@@ -8,13 +8,13 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
-from api.config import Settings
 from api.main import create_app
-from api.models import Exchange
+from ce4big.lifecycle import DecisionResult
+from ce4big.models import Exchange
+from ce4big.settings import Settings
 from tests.api.conftest import ClientFactory
 from tests.conftest import make_settings
 from tests.factories import add_organisation, user_with_token
-from workflows.types import DecisionResult
 
 
 class SlowUpdates:

@@ -7,9 +7,9 @@ from markupsafe import escape
 from sqlalchemy import Engine
 
 from activities.email import EmailActivities, SendEmailInput
-from api.config import Settings
+from ce4big.settings import Settings
+from cli.mailsink import start_sink
 from emails.samples import sample_context
-from emails.sink import start_sink
 from tests.api.conftest import ClientFactory
 from tests.conftest import make_settings
 from tests.emails.mailserver import free_port

@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
-from api.models import Exchange
+from ce4big.models import Exchange
 from tests.api.world import REQUEST, World, running_world
 
 ROLES = ["sme", "other_sme", "broker", "host_biom", "other_broker", "manager", "admin"]

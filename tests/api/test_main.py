@@ -5,8 +5,8 @@ import httpx
 from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
-from api.config import Settings
-from api.models import ApiToken, utcnow
+from ce4big.models import ApiToken, utcnow
+from ce4big.settings import Settings
 from tests.api.conftest import ClientFactory
 from tests.conftest import make_settings
 from tests.factories import add_organisation, user_with_token

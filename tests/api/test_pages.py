@@ -13,11 +13,20 @@ from sqlmodel import Session, select
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from api.models import ActionToken, Exchange, utcnow
 from api.pages_i18n import TEXTS, choose_language, text
 from api.routes.pages import CSRF_COOKIE, format_span
-from api.security import hash_token, new_token
-from api.users import add_user
+from ce4big.lifecycle import (
+    Actor,
+    HostReviewDecision,
+    IntroductionAnswer,
+    ShortlistDecision,
+    SlotData,
+    SlotProposal,
+    VettingDecision,
+)
+from ce4big.models import ActionToken, Exchange, utcnow
+from ce4big.security import hash_token, new_token
+from ce4big.users import add_user
 from tests.api.conftest import ClientFactory
 from tests.factories import add_organisation
 from tests.workflows.conftest import (
@@ -32,15 +41,6 @@ from tests.workflows.conftest import (
     wait_until,
 )
 from workflows.exchange import ExchangeWorkflow
-from workflows.types import (
-    Actor,
-    HostReviewDecision,
-    IntroductionAnswer,
-    ShortlistDecision,
-    SlotData,
-    SlotProposal,
-    VettingDecision,
-)
 
 Handle = WorkflowHandle[ExchangeWorkflow, str]
 PARTNER_ID = "bm-1"

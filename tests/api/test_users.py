@@ -1,7 +1,7 @@
 import pytest
 from sqlmodel import Session, select
 
-from api.models import User
+from ce4big.models import User
 from tests.api.conftest import ClientFactory
 from tests.factories import add_organisation, user_with_token
 

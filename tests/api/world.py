@@ -13,8 +13,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.testing import WorkflowEnvironment
 
-from api.config import Settings
 from api.main import create_app
+from ce4big.settings import Settings
 from tests.conftest import make_settings
 from tests.emails.mailserver import RecordingHandler, smtp_server
 from tests.factories import add_organisation, user_with_token

@@ -2,6 +2,7 @@ from typing import Any
 
 import pytest
 
+from ce4big.mailerrors import EmailContextError
 from emails.contexts import (
     KINDS,
     ActionContext,
@@ -13,7 +14,6 @@ from emails.contexts import (
     parse_context,
     parse_invite,
 )
-from emails.errors import EmailContextError
 from emails.samples import sample_context, sample_kinds
 
 

@@ -3,8 +3,8 @@ from typing import Any
 
 import pytest
 
+from ce4big.mailerrors import EmailContextError
 from emails.contexts import KINDS, LANGUAGES, action_url_of, parse_context
-from emails.errors import EmailContextError
 from emails.render import RenderedEmail, render_email
 from emails.samples import sample_context
 

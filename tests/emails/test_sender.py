@@ -5,7 +5,7 @@ from typing import Any
 import aiosmtplib
 import pytest
 
-from emails.errors import EmailContextError, PermanentEmailError, TemporaryEmailError
+from ce4big.mailerrors import EmailContextError, PermanentEmailError, TemporaryEmailError
 from emails.render import RenderedEmail
 from emails.sender import (
     CalendarPart,

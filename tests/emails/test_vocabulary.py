@@ -1,6 +1,6 @@
 from typing import get_args
 
-from api.domain import CooperationType
+from ce4big.domain import CooperationType
 from emails.contexts import LANGUAGES, MeetingMode
 from emails.vocabulary import BABEL_LOCALES, DATETIME_PATTERNS, LABELS
 

@@ -11,12 +11,12 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from api.exchanges import exchange_timings
+from ce4big.exchanges import exchange_timings
+from ce4big.lifecycle import Actor, ExchangeInput, ExchangeState, SlotData, SlotProposal
 from tests.conftest import make_settings
 from tests.workflows.fakes import FakeActivities, candidate
 from workflows.exchange import ExchangeWorkflow
 from workflows.outcome import OutcomeWaveWorkflow
-from workflows.types import Actor, ExchangeInput, ExchangeState, SlotData, SlotProposal
 
 DAY = 86400.0
 HOME = "biowin"

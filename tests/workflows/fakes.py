@@ -17,7 +17,7 @@ from activities.types import (
     RevokeTokensInput,
     UpdateCandidateInput,
 )
-from workflows.types import CandidateInfo
+from ce4big.lifecycle import CandidateInfo
 
 
 @dataclass(frozen=True)

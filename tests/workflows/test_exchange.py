@@ -7,20 +7,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from tests.workflows.conftest import (
-    DAY,
-    HOME_BROKER,
-    MANAGER,
-    REQUESTER,
-    Harness,
-    host_broker,
-    partner,
-    state_of,
-    wait_stage,
-    wait_until,
-)
-from workflows.exchange import ExchangeWorkflow
-from workflows.types import (
+from ce4big.lifecycle import (
     Amendment,
     Closure,
     ExchangeState,
@@ -34,6 +21,19 @@ from workflows.types import (
     SurveyAnswer,
     VettingDecision,
 )
+from tests.workflows.conftest import (
+    DAY,
+    HOME_BROKER,
+    MANAGER,
+    REQUESTER,
+    Harness,
+    host_broker,
+    partner,
+    state_of,
+    wait_stage,
+    wait_until,
+)
+from workflows.exchange import ExchangeWorkflow
 
 Handle = WorkflowHandle[ExchangeWorkflow, str]
 
@@ -439,8 +439,8 @@ class TestFollowUp:
         with harness.env.auto_time_skipping_disabled():
             await handle.result()
         wave = harness.env.client.get_workflow_handle(f"{handle.id}-outcome")
+        from ce4big.lifecycle import OutcomeAnswer
         from workflows.outcome import OutcomeWaveWorkflow
-        from workflows.types import OutcomeAnswer
 
         await harness.env.sleep(181 * DAY)
         await wait_until(handle, lambda _: bool(harness.fakes.sent_of("outcome_wave")))

@@ -18,6 +18,18 @@ from temporalio import workflow
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
 
+from ce4big.lifecycle import (
+    Amendment,
+    Closure,
+    ExchangeInput,
+    HostReviewDecision,
+    IntroductionAnswer,
+    OutcomeAnswer,
+    ShortlistDecision,
+    SlotPick,
+    SurveyAnswer,
+    VettingDecision,
+)
 from tests.workflows.conftest import (
     DAY,
     HOME_BROKER,
@@ -30,18 +42,6 @@ from tests.workflows.conftest import (
 )
 from workflows.exchange import ExchangeWorkflow
 from workflows.outcome import OutcomeWaveWorkflow
-from workflows.types import (
-    Amendment,
-    Closure,
-    ExchangeInput,
-    HostReviewDecision,
-    IntroductionAnswer,
-    OutcomeAnswer,
-    ShortlistDecision,
-    SlotPick,
-    SurveyAnswer,
-    VettingDecision,
-)
 
 HISTORIES = Path(__file__).parent / "histories"
 

@@ -14,9 +14,21 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from api.config import Settings
-from api.exchanges import start_exchange_workflow
-from api.models import ActionToken, EmailLog, Exchange, ExchangeEvent
+from ce4big.exchanges import start_exchange_workflow
+from ce4big.lifecycle import (
+    Actor,
+    ExchangeState,
+    HostReviewDecision,
+    IntroductionAnswer,
+    ShortlistDecision,
+    SlotData,
+    SlotPick,
+    SlotProposal,
+    SurveyAnswer,
+    VettingDecision,
+)
+from ce4big.models import ActionToken, EmailLog, Exchange, ExchangeEvent
+from ce4big.settings import Settings
 from tests.conftest import make_settings
 from tests.emails.mailserver import RecordingHandler, smtp_server
 from tests.exchange_world import (
@@ -30,18 +42,6 @@ from tests.exchange_world import (
 )
 from worker import build_worker
 from workflows.exchange import ExchangeWorkflow
-from workflows.types import (
-    Actor,
-    ExchangeState,
-    HostReviewDecision,
-    IntroductionAnswer,
-    ShortlistDecision,
-    SlotData,
-    SlotPick,
-    SlotProposal,
-    SurveyAnswer,
-    VettingDecision,
-)
 
 Handle = WorkflowHandle[Any, str]
 

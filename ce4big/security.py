@@ -1,0 +1,68 @@
+"""Random tokens that are stored only as hashes."""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from ce4big.models import ApiToken, User, utcnow
+
+API_TOKEN_PREFIX = "c4b_"
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    plain: str
+    hash: str
+
+
+def hash_token(plain: str) -> str:
+    # Tokens carry 256 random bits, so a fast unsalted hash is enough to make a leaked
+    # table useless without making every request pay for a password hash.
+    return hashlib.sha256(plain.encode()).hexdigest()
+
+
+def new_token(prefix: str = "") -> NewToken:
+    plain = prefix + secrets.token_urlsafe(32)
+    return NewToken(plain=plain, hash=hash_token(plain))
+
+
+def create_api_token(*, session: Session, user: User, days: int, name: str = "") -> str:
+    assert user.id is not None
+    token = new_token(API_TOKEN_PREFIX)
+    session.add(
+        ApiToken(
+            user_id=user.id,
+            token_hash=token.hash,
+            name=name,
+            expires_at=utcnow() + timedelta(days=days),
+        )
+    )
+    return token.plain
+
+
+def get_user_by_api_token(*, session: Session, plain: str, now: datetime) -> User | None:
+    row = session.exec(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)  # type: ignore[arg-type]
+        .where(ApiToken.token_hash == hash_token(plain))
+    ).first()
+    if row is None:
+        return None
+    token, user = row
+    if token.revoked_at is not None or token.expires_at <= now or not user.is_active:
+        return None
+    # At most once a minute: a write on every request would serialise readers on SQLite. The
+    # caller commits at once (see api.deps), before any await.
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        session.execute(
+            update(ApiToken).where(col(ApiToken.id) == token.id).values(last_used_at=now)
+        )
+    return user
+
+
+def get_user_by_email(*, session: Session, email: str) -> User | None:
+    return session.exec(select(User).where(func.lower(User.email) == email.lower())).first()

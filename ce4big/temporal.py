@@ -1,0 +1,41 @@
+"""One Temporal client per process, connected on first use so a late server is not fatal."""
+
+import asyncio
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from ce4big.errors import Unavailable
+from ce4big.settings import Settings
+
+
+class TemporalConnector:
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self._settings = settings
+        self._client = client
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await connect_temporal(self._settings)
+                except (RuntimeError, RPCError) as exc:
+                    raise Unavailable(
+                        f"Temporal at {self._settings.temporal_target} does not answer: {exc}"
+                    ) from exc
+        return self._client
+
+    async def healthy(self) -> bool:
+        try:
+            client = await self.client()
+            return await client.service_client.check_health(timeout=timedelta(seconds=3))
+        except (Unavailable, RuntimeError, RPCError):
+            return False
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    return await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)

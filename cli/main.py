@@ -1,0 +1,223 @@
+"""The `ce4big` command line."""
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from pydantic import ValidationError
+
+from ce4big.errors import AppError
+from ce4big.settings import Settings, get_settings
+
+
+class CommandError(Exception):
+    """A one-line error for the user; the command exits 1."""
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise CommandError(f"configuration: {field}: {first['msg']}") from None
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def cmd_dev(_args: argparse.Namespace) -> int:
+    from cli.devstack import run_dev
+
+    _configure_logging()
+    return asyncio.run(run_dev(_settings()))
+
+
+def cmd_api(_args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.main import create_app
+
+    _configure_logging()
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=settings.ce4big_host, port=settings.ce4big_port)
+    return 0
+
+
+def cmd_worker(_args: argparse.Namespace) -> int:
+    import worker
+
+    worker.main()
+    return 0
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    from ce4big.db import upgrade_database
+
+    settings = _settings()
+    upgrade_database(settings.database_url)
+    print(f"database at {settings.database_url.split('@')[-1]} is up to date")
+    return 0
+
+
+def cmd_seed_demo(_args: argparse.Namespace) -> int:
+    from ce4big.db import make_engine, session_scope
+    from ce4big.seed import seed_demo
+
+    settings = _settings()
+    with session_scope(make_engine(settings.database_url)) as session:
+        report = seed_demo(session=session)
+    print(report)
+    return 0
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from ce4big.db import make_engine, session_scope
+    from ce4big.users import add_user
+
+    settings = _settings()
+    with session_scope(make_engine(settings.database_url)) as session:
+        user = add_user(
+            session=session,
+            email=args.email,
+            role=args.role,
+            cluster_id=args.cluster,
+            organisation_id=args.organisation,
+            name=args.name or "",
+            language=args.language,
+        )
+        print(f"user {user.email} ({user.role}) saved with id {user.id}")
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from ce4big.db import make_engine, session_scope
+    from ce4big.security import create_api_token, get_user_by_email
+
+    settings = _settings()
+    with session_scope(make_engine(settings.database_url)) as session:
+        user = get_user_by_email(session=session, email=args.email)
+        if user is None:
+            raise CommandError(
+                f"no user with e-mail {args.email!r}: add it with `ce4big users add`"
+            )
+        days = args.days or settings.api_token_days
+        token = create_api_token(session=session, user=user, days=days, name=args.name or "cli")
+    print(token)
+    return 0
+
+
+def cmd_catalogue_import(args: argparse.Namespace) -> int:
+    from ce4big.catalogue.commands import import_command
+
+    return import_command(settings=_settings(), path=Path(args.file))
+
+
+def cmd_catalogue_export(args: argparse.Namespace) -> int:
+    from ce4big.catalogue.commands import export_command
+
+    return export_command(settings=_settings(), path=Path(args.file) if args.file else None)
+
+
+def cmd_catalogue_reindex(_args: argparse.Namespace) -> int:
+    from ce4big.catalogue.commands import reindex_command
+
+    return reindex_command(settings=_settings())
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    from ce4big.catalogue.commands import match_command
+
+    return match_command(
+        settings=_settings(), path=Path(args.request), top=args.top, as_json=args.json
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ce4big", description="CE4BIG Exchange")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    commands.add_parser("dev", help="run the whole stack locally").set_defaults(run=cmd_dev)
+    commands.add_parser("api", help="run the web app").set_defaults(run=cmd_api)
+    commands.add_parser("worker", help="run a Temporal worker").set_defaults(run=cmd_worker)
+
+    db = commands.add_parser("db", help="database").add_subparsers(dest="db", required=True)
+    db.add_parser("upgrade", help="apply migrations").set_defaults(run=cmd_db_upgrade)
+
+    seed = commands.add_parser("seed", help="demo data").add_subparsers(dest="seed", required=True)
+    seed.add_parser("demo", help="load the demo users and catalogue").set_defaults(
+        run=cmd_seed_demo
+    )
+
+    users = commands.add_parser("users", help="users").add_subparsers(dest="users", required=True)
+    add = users.add_parser("add", help="add or update a user")
+    add.add_argument("email")
+    add.add_argument("--role", required=True, help="sme, broker, manager or admin")
+    add.add_argument("--cluster", help="atlanpole, biowin, biom or klsk")
+    add.add_argument("--organisation", help="catalogue id of the user's organisation")
+    add.add_argument("--name")
+    add.add_argument("--language", help="en, fr, de or pl")
+    add.set_defaults(run=cmd_users_add)
+
+    token = commands.add_parser("token", help="API tokens").add_subparsers(
+        dest="token", required=True
+    )
+    create = token.add_parser("create", help="print a new API token for a user")
+    create.add_argument("email")
+    create.add_argument("--days", type=_positive_int, help="validity (default API_TOKEN_DAYS)")
+    create.add_argument("--name", help="a label for the token")
+    create.set_defaults(run=cmd_token_create)
+
+    catalogue = commands.add_parser("catalogue", help="skills catalogue").add_subparsers(
+        dest="catalogue", required=True
+    )
+    imp = catalogue.add_parser("import", help="upsert organisations from a CSV file")
+    imp.add_argument("file")
+    imp.set_defaults(run=cmd_catalogue_import)
+    exp = catalogue.add_parser("export", help="write the catalogue as CSV (stdout by default)")
+    exp.add_argument("file", nargs="?")
+    exp.set_defaults(run=cmd_catalogue_export)
+    catalogue.add_parser(
+        "reindex", help="profile again entries read with an older vocabulary"
+    ).set_defaults(run=cmd_catalogue_reindex)
+
+    match = commands.add_parser("match", help="rank catalogue partners for a request")
+    match.add_argument("--request", required=True, help="a JSON request (one requests line)")
+    match.add_argument("--top", type=_positive_int, default=10, help="how many (default 10)")
+    match.add_argument("--json", action="store_true", help="print a JSON array")
+    match.set_defaults(run=cmd_match)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        code = run(args)
+    except (CommandError, AppError) as exc:
+        print(f"ce4big: error: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,137 @@
+"""`ce4big dev` started the way a newcomer starts it, on free ports in a scratch folder."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import Session, create_engine, func, select
+
+from ce4big.models import Organisation, User
+
+CE4BIG = str(Path(sys.executable).parent / "ce4big")
+START_SECONDS = 120
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def processes_mentioning(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = next(
+                line for line in (entry / "status").read_text().splitlines()
+                if line.startswith("State:")
+            )  # fmt: skip
+        except (OSError, StopIteration):
+            continue
+        if marker in cmdline and "zombie" not in state:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def dev_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {
+        **os.environ,
+        "CE4BIG_ENV": "development",
+        "DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'app.db'}",
+        "CE4BIG_PORT": str(free_port()),
+        "TEMPORAL_DEV_PORT": str(free_port()),
+        "TEMPORAL_UI_PORT": str(free_port()),
+        "SMTP_PORT": str(free_port()),
+    }
+    for name in ("TEMPORAL_ADDRESS", "SMTP_HOST"):
+        env.pop(name, None)
+    yield env
+    for pid in processes_mentioning(str(tmp_path)):
+        os.kill(pid, signal.SIGKILL)
+
+
+def start_dev(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [CE4BIG, "dev"], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+
+
+def wait_healthy(process: subprocess.Popen[str], port: str) -> None:
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"/healthz did not answer 200 within {START_SECONDS} s")
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    return output
+
+
+def counts(database_url: str) -> tuple[int, int]:
+    engine = create_engine(database_url)
+    with Session(engine) as session:
+        users = session.exec(select(func.count()).select_from(User)).one()
+        organisations = session.exec(select(func.count()).select_from(Organisation)).one()
+    engine.dispose()
+    return users, organisations
+
+
+class TestDevStack:
+    def test_serves_health_then_stops_every_process_and_keeps_data(
+        self, dev_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        first = start_dev(dev_env, tmp_path)
+        wait_healthy(first, dev_env["CE4BIG_PORT"])
+        ui = httpx.get(f"http://127.0.0.1:{dev_env['TEMPORAL_UI_PORT']}/", timeout=5)
+        assert ui.status_code == 200
+        output = stop(first)
+        assert first.returncode == 0, output
+        assert f"http://127.0.0.1:{dev_env['CE4BIG_PORT']}" in output
+        assert "demo data:" in output
+        assert processes_mentioning(str(tmp_path)) == []
+        seeded = counts(dev_env["DATABASE_URL"])
+        assert seeded[0] > 0 and seeded[1] >= 80
+
+        second = start_dev(dev_env, tmp_path)
+        wait_healthy(second, dev_env["CE4BIG_PORT"])
+        output = stop(second)
+        assert second.returncode == 0, output
+        assert "demo data:" not in output
+        assert counts(dev_env["DATABASE_URL"]) == seeded
+        assert processes_mentioning(str(tmp_path)) == []
+
+    def test_port_in_use_names_the_port_and_the_setting(
+        self, dev_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", int(dev_env["CE4BIG_PORT"])))
+            taken.listen()
+            result = subprocess.run(
+                [CE4BIG, "dev"], env=dev_env, cwd=tmp_path, capture_output=True, text=True,
+                timeout=60, check=False,
+            )  # fmt: skip
+        assert result.returncode == 1
+        assert result.stderr.strip().count("\n") == 0, result.stderr
+        assert dev_env["CE4BIG_PORT"] in result.stderr
+        assert "CE4BIG_PORT" in result.stderr

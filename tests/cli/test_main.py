@@ -1,0 +1,119 @@
+"""The `ce4big` command as a user runs it: a subprocess with its own environment."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from api.main import create_app
+from ce4big.models import User
+from tests.conftest import make_settings
+from tests.factories import add_organisation
+
+CE4BIG = str(Path(sys.executable).parent / "ce4big")
+
+
+def run_cli(engine: Engine, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": engine.url.render_as_string(hide_password=False),
+        "CE4BIG_ENV": "test",
+        "SECRET_KEY": "cli-test-secret-0123456789",
+    }
+    return subprocess.run(
+        [CE4BIG, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+
+
+class TestUsersAndTokens:
+    async def test_token_from_the_cli_is_accepted_by_the_api(self, db: Engine) -> None:
+        added = run_cli(db, "users", "add", "lea@biom.example", "--role", "broker",
+                        "--cluster", "biom", "--name", "Lea Broker")  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        created = run_cli(db, "token", "create", "lea@biom.example")
+        assert created.returncode == 0, created.stderr
+        token = created.stdout.strip()
+
+        app = create_app(make_settings(db.url.render_as_string(hide_password=False)))
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+        ):
+            me = await c.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+            wrong = await c.get("/api/v1/me", headers={"Authorization": f"Bearer {token}x"})
+        assert me.status_code == 200
+        assert me.json()["email"] == "lea@biom.example"
+        assert me.json()["role"] == "broker"
+        assert wrong.status_code == 401
+
+    def test_adding_a_user_twice_updates_it(self, db: Engine, session: Session) -> None:
+        for name in ("First", "Second"):
+            result = run_cli(db, "users", "add", "m@ce4big.example", "--role", "manager",
+                             "--name", name)  # fmt: skip
+            assert result.returncode == 0, result.stderr
+        users = session.exec(select(User)).all()
+        assert [(u.email, u.name) for u in users] == [("m@ce4big.example", "Second")]
+
+    def test_sme_user_takes_the_cluster_of_its_organisation(
+        self, db: Engine, session: Session
+    ) -> None:
+        add_organisation(session, "kr-sme", "klsk", country="PL")
+        session.commit()
+        result = run_cli(db, "users", "add", "ola@kr.example", "--role", "sme",
+                         "--organisation", "kr-sme")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        user = session.exec(select(User)).one()
+        assert (user.cluster_id, user.organisation_id) == ("klsk", "kr-sme")
+
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["users", "add", "x@y.example", "--role", "king"], "role: 'king'"),
+            (["users", "add", "x@y.example", "--role", "broker", "--cluster", "mars"],
+             "cluster: 'mars'"),
+            (["users", "add", "x@y.example", "--role", "broker"], "needs --cluster"),
+            (["users", "add", "not-an-email", "--role", "manager"], "email"),
+            (["users", "add", "x@y.example", "--role", "sme", "--organisation", "nope"],
+             "organisation"),
+            (["token", "create", "ghost@nowhere.example"], "no user with e-mail"),
+        ],
+    )  # fmt: skip
+    def test_bad_input_is_one_line_and_writes_nothing(
+        self, db: Engine, session: Session, args: list[str], message: str
+    ) -> None:
+        result = run_cli(db, *args)
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert message in result.stderr
+        assert session.exec(select(User)).all() == []
+
+    @pytest.mark.parametrize(
+        "args",
+        [["users"], ["token", "create"], ["nonsense"], ["token", "create", "a@b.c", "--days", "0"]],
+    )
+    def test_bad_arguments_exit_2_with_one_line(self, db: Engine, args: list[str]) -> None:
+        result = run_cli(db, *args)
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "error:" in result.stderr
+
+
+class TestDatabaseCommand:
+    def test_upgrade_reports_the_database(self, db: Engine) -> None:
+        result = run_cli(db, "db", "upgrade")
+        assert result.returncode == 0, result.stderr
+        assert "up to date" in result.stdout
+
+    def test_invalid_setting_is_one_line(self, db: Engine) -> None:
+        env = {**os.environ, "CE4BIG_TIME_SCALE": "0", "CE4BIG_ENV": "test",
+               "SECRET_KEY": "0123456789abcdef"}  # fmt: skip
+        result = subprocess.run([CE4BIG, "db", "upgrade"], capture_output=True, text=True,
+                                env=env, timeout=60, check=False)  # fmt: skip
+        assert result.returncode == 1
+        assert "ce4big_time_scale" in result.stderr
+        assert result.stderr.count("\n") == 1

@@ -21,9 +21,10 @@ from activities.types import (
     RevokeTokensInput,
     UpdateCandidateInput,
 )
-from ce4big.catalogue.matching import MatchRequest, rank_candidates
+from ce4big.catalogue.matching import rank_candidates
 from ce4big.db import session_scope
 from ce4big.domain import CLUSTERS_BY_ID, Role
+from ce4big.exchanges import match_request_for
 from ce4big.lifecycle import PARTNER, REQUESTER, CandidateInfo
 from ce4big.models import (
     ActionToken,
@@ -356,20 +357,6 @@ class ExchangeActivities:
             row.comment = data.comment
             row.at = utcnow()
             session.add(row)
-
-
-def match_request_for(exchange: Exchange) -> MatchRequest:
-    return MatchRequest(
-        title=exchange.title,
-        description=exchange.description,
-        home_cluster=exchange.home_cluster,
-        target_clusters=list(exchange.target_clusters),
-        partner_kinds=list(exchange.partner_kinds),
-        required_certifications=list(exchange.required_certifications),
-        cooperation_type=exchange.cooperation_type,
-        language=(exchange.languages or ["en"])[0],
-        requester_organisation_id=exchange.organisation_id,
-    )
 
 
 @dataclass

@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from api.limits import BodyLimitMiddleware
 from api.routes import actions, catalogue, core, devmailbox, exchanges, pages, users
+from api.routes.devmailbox import MailPreviews
 from ce4big.db import engine_for
 from ce4big.errors import AppError
 from ce4big.settings import Settings, get_settings
@@ -124,8 +125,13 @@ async def _pool_exhausted(request: Request, exc: Exception) -> Response:
 
 
 def create_app(
-    settings: Settings | None = None, *, temporal_client: Client | None = None
+    settings: Settings | None = None,
+    *,
+    temporal_client: Client | None = None,
+    mail_previews: MailPreviews | None = None,
 ) -> FastAPI:
+    """The web app. `mail_previews` renders the development mailbox's sample e-mails (the web
+    edge does not import emails/; the composition roots pass `emails.previews.EmailPreviews`)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -134,6 +140,7 @@ def create_app(
         app.state.settings = settings
         app.state.engine = engine
         app.state.temporal = TemporalConnector(settings, temporal_client)
+        app.state.mail_previews = mail_previews
         try:
             yield
         finally:

@@ -5,7 +5,7 @@ from the vocabulary in the four languages, so the profiles are as rich as real o
 them through the real path (CSV parse and validation, upsert, profiles) and prints rows/s, then
 ranks 200 synthetic requests and prints the p50 and p95 latency of `rank_candidates` (the first
 call, which builds the in-process index, is reported apart). PostgreSQL runs in a schema of its
-own (ce4big_bench) of CE4BIG_BENCH_POSTGRES_URL, else TEST_POSTGRES_URL, else the local `test`
+own (ce4big_bench) of CE4BIG_BENCH_POSTGRES_URL, else TEST_POSTGRES_URL, else the local `postgres`
 database; it is skipped with a message when no server answers. Last line: one JSON object.
 
     .venv/bin/python bench/match_speed.py [--organisations N] [--requests N]
@@ -194,7 +194,7 @@ def run(url: str, label: str, data: bytes, requests: list[MatchRequest]) -> dict
 
 def postgres_url() -> str | None:
     base = os.environ.get("CE4BIG_BENCH_POSTGRES_URL") or os.environ.get(
-        "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
     )
     engine = make_engine(base)
     try:

@@ -1,9 +1,11 @@
-"""Starting an exchange's workflow: the timings it keeps for life, and one workflow per id."""
+"""Starting an exchange's workflow (the timings it keeps for life, one workflow per id), and
+the matcher's view of its request."""
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from ce4big.catalogue.matching import MatchRequest
 from ce4big.lifecycle import ExchangeInput, Timings
 from ce4big.models import Exchange
 from ce4big.settings import Settings
@@ -67,3 +69,17 @@ async def start_exchange_workflow(
         )
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle(workflow_id, result_type=str)
+
+
+def match_request_for(exchange: Exchange) -> MatchRequest:
+    return MatchRequest(
+        title=exchange.title,
+        description=exchange.description,
+        home_cluster=exchange.home_cluster,
+        target_clusters=list(exchange.target_clusters),
+        partner_kinds=list(exchange.partner_kinds),
+        required_certifications=list(exchange.required_certifications),
+        cooperation_type=exchange.cooperation_type,
+        language=(exchange.languages or ["en"])[0],
+        requester_organisation_id=exchange.organisation_id,
+    )

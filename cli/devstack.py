@@ -25,6 +25,7 @@ from ce4big.seed import is_seeded, seed_demo
 from ce4big.settings import Settings
 from ce4big.temporal import connect_temporal
 from cli.mailsink import start_sink
+from emails.previews import EmailPreviews
 
 logger = logging.getLogger("ce4big.dev")
 TEMPORAL_START_SECONDS = 60
@@ -159,7 +160,7 @@ async def run_dev(settings: Settings) -> int:
         client = await connect_temporal(settings)
         server = _Server(
             uvicorn.Config(
-                create_app(settings, temporal_client=client),
+                create_app(settings, temporal_client=client, mail_previews=EmailPreviews()),
                 host=settings.ce4big_host,
                 port=settings.ce4big_port,
                 log_level="warning",

@@ -42,10 +42,12 @@ def cmd_api(_args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.main import create_app
+    from emails.previews import EmailPreviews
 
     _configure_logging()
     settings = _settings()
-    uvicorn.run(create_app(settings), host=settings.ce4big_host, port=settings.ce4big_port)
+    app = create_app(settings, mail_previews=EmailPreviews())
+    uvicorn.run(app, host=settings.ce4big_host, port=settings.ce4big_port)
     return 0
 
 

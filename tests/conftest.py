@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, MetaData, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel
 from temporalio.testing import WorkflowEnvironment
@@ -17,7 +17,9 @@ import ce4big.models  # noqa: F401  (registers the tables)
 from ce4big.db import make_engine, upgrade_database
 from ce4big.settings import Settings
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# The server the PostgreSQL cases run on; each run creates a database of its own there and drops
+# it at the end, so two runs (or CI beside a developer) never share one.
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 # Reference data that migrations insert; everything else is emptied between tests.
 KEEP_TABLES = frozenset({"cluster", "alembic_version"})
 
@@ -53,30 +55,40 @@ def make_settings(database_url: str = "sqlite://", **overrides: Any) -> Settings
     return Settings(_env_file=None, **values)
 
 
-def _reset_postgres(url: str) -> None:
-    engine = make_engine(url)
-    with engine.begin() as connection:
-        metadata = MetaData()
-        metadata.reflect(connection)
-        metadata.drop_all(connection)
-        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    engine.dispose()
+def _on_server(server_url: str, statement: str) -> None:
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(statement))
+    finally:
+        admin.dispose()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """SQLite in a temporary file, or a PostgreSQL database of this run's own on the server
+    that TEST_POSTGRES_URL names, dropped at the end."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'app.db'}"
-    else:
-        url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-        try:
-            _reset_postgres(url)
-        except OperationalError as exc:
-            if os.environ.get("CE4BIG_REQUIRE_POSTGRES"):
-                raise
-            pytest.skip(f"no PostgreSQL answers at {url}: {exc.orig}")
-    upgrade_database(url)
-    return url
+        upgrade_database(url)
+        yield url
+        return
+    server_url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    name = f"ce4big_test_{uuid.uuid4().hex[:12]}"
+    try:
+        _on_server(server_url, f'CREATE DATABASE "{name}"')
+    except OperationalError as exc:
+        if os.environ.get("CE4BIG_REQUIRE_POSTGRES"):
+            raise
+        pytest.skip(f"no PostgreSQL answers at {server_url}: {exc.orig}")
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        _on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,12 @@ strict Content-Security-Policy: mail is untrusted content even on a developer's 
 import email
 import email.policy
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -24,9 +25,6 @@ from starlette.templating import Jinja2Templates
 from api.deps import SessionDep, SettingsDep
 from ce4big.errors import NotFound
 from ce4big.models import DevMessage
-from emails.contexts import KINDS, LANGUAGES, choose_timezone, parse_context
-from emails.render import default_renderer
-from emails.samples import sample_context
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 PAGE_SIZE = 200
@@ -40,7 +38,6 @@ SHOWN_HEADERS = (
     "Content-Language",
     "X-CE4BIG-Kind",
 )
-PREVIEW_TIMEZONE = "Europe/Brussels"
 # Scripts off everywhere; the e-mail's inline styles are allowed, remote images are not.
 CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-src 'self'; "
@@ -54,6 +51,38 @@ templates = Jinja2Templates(
     )
 )
 router = APIRouter(prefix="/dev/mailbox", tags=["dev"], include_in_schema=False)
+
+
+class RenderedPreview(Protocol):
+    @property
+    def subject(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def html(self) -> str: ...
+
+
+class MailPreviews(Protocol):
+    """Renders sample e-mails; the web app does not know how (emails/ does: the composition
+    roots pass `emails.previews.EmailPreviews`)."""
+
+    @property
+    def kinds(self) -> Sequence[str]: ...
+    @property
+    def languages(self) -> Sequence[str]: ...
+    @property
+    def timezone(self) -> str: ...
+    def render(self, kind: str, language: str, *, base_url: str) -> RenderedPreview: ...
+
+
+def get_previews(request: Request) -> MailPreviews:
+    previews: MailPreviews | None = request.app.state.mail_previews
+    if previews is None:
+        raise NotFound("e-mail previews are not available: `ce4big dev` serves them")
+    return previews
+
+
+PreviewsDep = Annotated[MailPreviews, Depends(get_previews)]
 
 
 @dataclass(frozen=True)
@@ -129,26 +158,24 @@ def list_messages(
 
 
 @router.get("/previews", name="dev_mailbox_previews")
-def list_previews(request: Request) -> HTMLResponse:
+def list_previews(request: Request, previews: PreviewsDep) -> HTMLResponse:
     return _page(
-        request, "devmailbox/previews.html", {"kinds": list(KINDS), "languages": LANGUAGES}
+        request,
+        "devmailbox/previews.html",
+        {"kinds": list(previews.kinds), "languages": list(previews.languages)},
     )
 
 
 @router.get("/previews/{kind}/{language}", name="dev_mailbox_preview")
-def show_preview(request: Request, settings: SettingsDep, kind: str, language: str) -> HTMLResponse:
-    if kind not in KINDS or language not in LANGUAGES:
+def show_preview(
+    request: Request, settings: SettingsDep, previews: PreviewsDep, kind: str, language: str
+) -> HTMLResponse:
+    if kind not in previews.kinds or language not in previews.languages:
         raise NotFound(f"no preview for {kind!r} in {language!r}")
-    context = parse_context(kind=kind, data=sample_context(kind, base_url=settings.base_url))
-    rendered = default_renderer().render(
-        kind=kind,
-        context=context,
-        language=language,
-        timezone=choose_timezone(PREVIEW_TIMEZONE, None),
-    )
+    rendered = previews.render(kind, language, base_url=settings.base_url)
     view = MessageView(
         title=f"{kind} ({language})",
-        headers=[("Subject", rendered.subject), ("Time zone", PREVIEW_TIMEZONE)],
+        headers=[("Subject", rendered.subject), ("Time zone", previews.timezone)],
         text=rendered.text,
         html=rendered.html,
         links=_links(rendered.text),

@@ -9,7 +9,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 from temporalio.client import Client
 
-from activities.exchange import match_request_for
 from api.deps import (
     CurrentUser,
     EngineDep,
@@ -23,7 +22,7 @@ from ce4big.db import run_in_session
 from ce4big.decisions import actor_for_user, query_state, send_decision, slot_proposal
 from ce4big.domain import Role, Stage
 from ce4big.errors import Forbidden, Invalid
-from ce4big.exchanges import start_exchange_workflow, workflow_id_for
+from ce4big.exchanges import match_request_for, start_exchange_workflow, workflow_id_for
 from ce4big.lifecycle import (
     Amendment,
     Closure,

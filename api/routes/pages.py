@@ -33,12 +33,12 @@ from api.pages_i18n import FIELD_TEXTS, TEXTS, choose_language, text
 from ce4big.db import run_in_session
 from ce4big.domain import CooperationType
 from ce4big.errors import AppError, Forbidden, Invalid, NotFound
+from ce4big.i18n import BABEL_LOCALES, DATETIME_PATTERNS, LABELS
 from ce4big.links import Link, act_on_link, describe_link, open_link_async
 from ce4big.models import DESCRIPTION_MAX, NOTE_MAX, TITLE_MAX, ActionToken
 from ce4big.schemas import MAX_SLOTS, ActionBody
 from ce4big.security import hash_token
 from ce4big.settings import Settings
-from emails.vocabulary import BABEL_LOCALES, DATETIME_PATTERNS, LABELS
 
 PAGE_PREFIX = "/t/"
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"

@@ -7,6 +7,7 @@ from temporalio.client import Client
 
 from api.main import create_app
 from ce4big.settings import Settings
+from emails.previews import EmailPreviews
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
@@ -19,7 +20,11 @@ def api_client(settings: Settings) -> ClientFactory:
     async def open_client(
         app_settings: Settings | None = None, temporal_client: Client | None = None
     ) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(app_settings or settings, temporal_client=temporal_client)
+        app = create_app(
+            app_settings or settings,
+            temporal_client=temporal_client,
+            mail_previews=EmailPreviews(),
+        )
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(

@@ -1,8 +1,8 @@
 from typing import get_args
 
 from ce4big.domain import CooperationType
+from ce4big.i18n import BABEL_LOCALES, DATETIME_PATTERNS, LABELS
 from emails.contexts import LANGUAGES, MeetingMode
-from emails.vocabulary import BABEL_LOCALES, DATETIME_PATTERNS, LABELS
 
 
 class TestLabels:

@@ -1,4 +1,5 @@
-"""Words the templates share, per language: labels of closed vocabularies and date patterns."""
+"""Words the pages and e-mails share, per language: labels of closed vocabularies and date
+patterns."""
 
 from typing import Final
 

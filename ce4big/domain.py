@@ -1,4 +1,5 @@
-"""Reference data and closed vocabularies shared by the API, the worker and the CLI."""
+"""Reference data and the closed vocabularies: each is written here once and used by the
+tables, the request schemas, the workflow dataclasses, the e-mail contexts and the pages."""
 
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,7 +24,16 @@ CLUSTERS: tuple[ClusterInfo, ...] = (
 CLUSTER_IDS = frozenset(c.id for c in CLUSTERS)
 CLUSTERS_BY_ID = {c.id: c for c in CLUSTERS}
 
-LANGUAGES = ("en", "fr", "de", "pl")
+class Language(StrEnum):
+    """The languages of pages, e-mails and catalogue text."""
+
+    EN = "en"
+    FR = "fr"
+    DE = "de"
+    PL = "pl"
+
+
+LANGUAGES: tuple[str, ...] = tuple(Language)
 
 
 class Role(StrEnum):
@@ -73,6 +83,43 @@ class MeetingFormat(StrEnum):
     IN_PERSON = "in_person"
     PHONE = "phone"
     ANY = "any"
+
+
+class MeetingMode(StrEnum):
+    """How an agreed meeting takes place (the request's `MeetingFormat` may also say any)."""
+
+    VIDEO = "video"
+    IN_PERSON = "in_person"
+    PHONE = "phone"
+
+
+class VettingDecision(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    REQUEST_CHANGES = "request_changes"
+
+
+class HostDecision(StrEnum):
+    ENDORSE = "endorse"
+    VETO = "veto"
+
+
+class SurveyOutcome(StrEnum):
+    """What the requester says of the meeting in the follow-up survey."""
+
+    DID_NOT_TAKE_PLACE = "did_not_take_place"
+    INSUFFICIENT_INTEREST = "insufficient_interest"
+    INFORMATIVE_NO_COOPERATION = "informative_no_cooperation"
+    COOPERATION_POSSIBLE = "cooperation_possible"
+
+
+class WaveOutcome(StrEnum):
+    """Where a cooperation stands months later, in order of progress."""
+
+    NO_FURTHER_CONTACT = "no_further_contact"
+    VALUABLE_CONTACT = "valuable_contact"
+    NEGOTIATION_STARTED = "negotiation_started"
+    AGREEMENT_REACHED = "agreement_reached"
 
 
 class Stage(StrEnum):

@@ -93,13 +93,13 @@ class MeetingMode(StrEnum):
     PHONE = "phone"
 
 
-class VettingDecision(StrEnum):
+class VettingVerdict(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
     REQUEST_CHANGES = "request_changes"
 
 
-class HostDecision(StrEnum):
+class HostVerdict(StrEnum):
     ENDORSE = "endorse"
     VETO = "veto"
 

@@ -21,7 +21,7 @@ async def world(db: Engine, time_skipping_env: WorkflowEnvironment) -> AsyncIter
 
 
 async def until_stage(world: World, exchange_id: int, stage: str) -> dict[str, Any]:
-    for _ in range(200):
+    for _ in range(600):
         response = await world.get("manager", f"/api/v1/exchanges/{exchange_id}")
         body: dict[str, Any] = response.json()
         if body["state"] and body["state"]["stage"] == stage:
@@ -37,7 +37,7 @@ async def approved(world: World) -> int:
         "broker", f"/api/v1/exchanges/{exchange_id}/vetting", {"decision": "approve"}
     )
     assert response.status_code == 200, response.text
-    for _ in range(200):
+    for _ in range(600):
         state = (await until_stage(world, exchange_id, "matching"))["state"]
         if state["candidates"]:
             return exchange_id
@@ -58,13 +58,13 @@ class TestCreate:
         assert body["status"] == "vetting" and body["home_cluster"] == "biowin"
         detail = await until_stage(world, body["id"], "vetting")
         assert detail["state"]["waiting_on"] == ["home_broker"]
-        for _ in range(100):
+        for _ in range(600):
             detail = (await world.get("sme", f"/api/v1/exchanges/{body['id']}")).json()
             if detail["timeline"]:
                 break
             await asyncio.sleep(0.05)
         assert [e["kind"] for e in detail["timeline"]] == ["submitted"]
-        for _ in range(100):
+        for _ in range(600):
             if world.mail.received:
                 break
             await asyncio.sleep(0.05)
@@ -302,7 +302,7 @@ class TestDecisions:
         cancelled = await world.post("manager", f"/api/v1/exchanges/{second}/cancel")
         assert cancelled.status_code == 200
         for exchange_id, outcome in ((first, "withdrawn"), (second, "cancelled")):
-            for _ in range(200):
+            for _ in range(600):
                 body = (await world.get("manager", f"/api/v1/exchanges/{exchange_id}")).json()
                 if body["outcome"]:
                     break

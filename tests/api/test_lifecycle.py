@@ -31,7 +31,7 @@ def text_part(message: EmailMessage) -> str:
 
 async def mail_to(world: World, address: str, kind: str) -> EmailMessage:
     """The e-mail of this kind to this address, waiting for the workflow to send it."""
-    for _ in range(300):
+    for _ in range(600):
         for received in world.mail.received:
             message = received.parsed()
             if address in received.recipients and message["X-CE4BIG-Kind"] == kind:
@@ -133,7 +133,7 @@ class TestWholeExchange:
                 },
             )
 
-        for _ in range(300):
+        for _ in range(600):
             body = (await world.get("manager", f"/api/v1/exchanges/{exchange_id}")).json()
             if body["outcome"]:
                 break

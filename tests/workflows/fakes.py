@@ -18,6 +18,7 @@ from activities.types import (
     UpdateCandidateInput,
 )
 from ce4big.lifecycle import CandidateInfo
+from tests.polling import eventually
 
 
 @dataclass(frozen=True)
@@ -115,3 +116,15 @@ class FakeActivities:
 
     def sent_of(self, kind: str) -> list[Sent]:
         return [s for s in self.sent if s.kind == kind]
+
+    async def wait_sent(self, kind: str, count: int = 1) -> list[Sent]:
+        """The notifications of `kind` once at least `count` have gone out."""
+
+        def enough() -> list[Sent]:
+            found = self.sent_of(kind)
+            return found if len(found) >= count else []
+
+        return await eventually(enough, what=f"{count} of {kind} sent")
+
+    async def wait_event(self, kind: str) -> None:
+        await eventually(lambda: kind in self.event_kinds(), what=f"event {kind} recorded")

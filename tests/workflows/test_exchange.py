@@ -21,6 +21,7 @@ from ce4big.lifecycle import (
     SurveyAnswer,
     VettingDecision,
 )
+from tests.polling import eventually
 from tests.workflows.conftest import (
     DAY,
     HOME_BROKER,
@@ -156,14 +157,18 @@ class TestHappyPath:
         handle = await harness.start()
         await endorse_all(handle, ["bm-1"])
         assert not harness.fakes.sent_of("introduction_made")
-        request = harness.fakes.sent_of("introduction_request")[0]
+        request = (await harness.fakes.wait_sent("introduction_request"))[0]
         assert request.audiences == ["partner:bm-1"] and request.action == "introduction"
         await handle.execute_update(
             ExchangeWorkflow.answer_introduction, IntroductionAnswer(partner("bm-1"), "bm-1", True)
         )
-        await wait_stage(handle, "scheduling")
-        made = harness.fakes.sent_of("introduction_made")
-        assert {a for s in made for a in s.audiences} == {"requester", "partner:bm-1"}
+        await eventually(
+            lambda: (
+                {a for s in harness.fakes.sent_of("introduction_made") for a in s.audiences}
+                == {"requester", "partner:bm-1"}
+            ),
+            what="introduction_made sent to both sides",
+        )
 
 
 class TestVetting:
@@ -189,10 +194,9 @@ class TestVetting:
         await handle.execute_update(ExchangeWorkflow.amend, Amendment(REQUESTER, "budget added"))
         await wait_stage(handle, "vetting")
         await handle.execute_update(ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "approve"))
-        await wait_stage(handle, "matching")
-        assert harness.fakes.kinds().count("vetting_needed") == 2
-        assert harness.fakes.sent_of("changes_requested")[0].action == "amend"
-        assert "amended" in harness.fakes.event_kinds()
+        await harness.fakes.wait_sent("vetting_needed", count=2)
+        assert (await harness.fakes.wait_sent("changes_requested"))[0].action == "amend"
+        await harness.fakes.wait_event("amended")
 
     async def test_unanswered_changes_expire(self, harness: Harness) -> None:
         handle = await harness.start()
@@ -215,7 +219,7 @@ class TestVetting:
         await wait_stage(handle, "vetting")
         await harness.env.sleep(5 * DAY + 600)
         await wait_until(handle, lambda _: bool(harness.fakes.sent_of("vetting_escalation")))
-        reminder = harness.fakes.sent_of("vetting_reminder")[0]
+        reminder = (await harness.fakes.wait_sent("vetting_reminder"))[0]
         escalation = harness.fakes.sent_of("vetting_escalation")[0]
         assert offset_days(harness, started, reminder.at) == pytest.approx(2, abs=0.05)
         assert offset_days(harness, started, escalation.at) == pytest.approx(5, abs=0.05)
@@ -252,7 +256,7 @@ class TestMatchingAndIntroduction:
         state = await wait_stage(handle, "introduction")
         assert state.current_candidate == "kr-1"
         assert [c.host_decision for c in state.candidates[:2]] == ["vetoed", "endorsed"]
-        asked = [s.audiences for s in harness.fakes.sent_of("introduction_request")]
+        asked = [s.audiences for s in await harness.fakes.wait_sent("introduction_request")]
         assert asked == [["partner:kr-1"]]
 
     async def test_host_silence_counts_as_consent(self, harness: Harness) -> None:
@@ -283,7 +287,7 @@ class TestMatchingAndIntroduction:
         )
         state = await wait_until(handle, lambda s: s.current_candidate == "kr-1")
         assert state.stage == "introduction"
-        declined = harness.fakes.sent_of("partner_declined")[0]
+        declined = (await harness.fakes.wait_sent("partner_declined"))[0]
         assert declined.audiences == ["requester", "home_brokers"]
         assert declined.data.extra["next_step"] == "next_candidate"
         assert declined.data.extra["reason"] == "fully booked"
@@ -294,10 +298,10 @@ class TestMatchingAndIntroduction:
         asked_at = await harness.now()
         await harness.env.sleep(7 * DAY + 60)
         await wait_until(handle, lambda s: s.current_candidate == "kr-1")
-        reminder = harness.fakes.sent_of("introduction_reminder")[0]
+        reminder = (await harness.fakes.wait_sent("introduction_reminder"))[0]
         assert reminder.audiences == ["partner:bm-1"]
         assert offset_days(harness, asked_at, reminder.at) == pytest.approx(3, abs=0.05)
-        assert "introduction_no_answer" in harness.fakes.event_kinds()
+        await harness.fakes.wait_event("introduction_no_answer")
 
     async def test_all_decline_back_to_matching_once_then_no_partner(
         self, harness: Harness
@@ -356,7 +360,7 @@ class TestScheduling:
         assert state.meeting is not None
         assert state.meeting.start == counter.slots[1].start
         assert state.meeting.timezone == "Europe/Berlin"
-        slots_mail = harness.fakes.sent_of("slots_proposed")
+        slots_mail = await harness.fakes.wait_sent("slots_proposed", count=2)
         assert [s.audiences for s in slots_mail] == [["partner:bm-1"], ["requester"]]
 
     async def test_reschedule_raises_the_invite_sequence(self, harness: Harness) -> None:
@@ -387,7 +391,7 @@ class TestScheduling:
         )
         state = await wait_stage(handle, "scheduling", ["requester"])
         assert state.meeting is None
-        cancelled = harness.fakes.sent_of("meeting_cancelled")[0]
+        cancelled = (await harness.fakes.wait_sent("meeting_cancelled"))[0]
         assert cancelled.invite == "CANCEL"
         assert cancelled.audiences == ["requester", "partner:bm-1", "home_brokers"]
 
@@ -409,7 +413,7 @@ class TestScheduling:
         await wait_stage(handle, "follow_up")
         error = await refused(handle, ExchangeWorkflow.report_not_held, NotHeldReport(REQUESTER))
         assert error.type == "WrongStage"
-        assert "meeting_not_held" in harness.fakes.event_kinds()
+        await harness.fakes.wait_event("meeting_not_held")
 
     async def test_scheduling_stuck_asks_the_broker_then_expires(self, harness: Harness) -> None:
         handle = await harness.start()
@@ -593,6 +597,7 @@ class TestValidators:
         await wait_stage(handle, "matching")
         second = await handle.execute_update(ExchangeWorkflow.vet, decision)
         assert first.detail == "" and second.detail == "already decided"
+        await harness.fakes.wait_event("vetting_approve")
         assert harness.fakes.event_kinds().count("vetting_approve") == 1
         different = await refused(
             handle, ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "reject", "no")

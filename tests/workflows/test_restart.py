@@ -40,6 +40,7 @@ from tests.exchange_world import (
     ExchangeWorld,
     add_world,
 )
+from tests.polling import eventually
 from worker import build_worker
 from workflows.exchange import ExchangeWorkflow
 
@@ -100,7 +101,7 @@ async def running_worker(client: Client, settings: Settings, db: Engine) -> Asyn
 
 def sent_kinds(db: Engine) -> list[str]:
     with Session(db) as session:
-        return [log.kind for log in session.exec(select(EmailLog))]
+        return [log.kind for log in session.exec(select(EmailLog)) if log.status == "sent"]
 
 
 @pytest.mark.slow
@@ -129,6 +130,10 @@ class TestWorkerRestart:
                     client=client, settings=settings, exchange=exchange
                 )
                 await actors.up_to_the_introduction(handle)
+                await eventually(
+                    lambda: "introduction_request" in sent_kinds(db),
+                    what="introduction_request sent",
+                )
             # Worker A is gone while the partner has yet to answer.
             before_restart = sent_kinds(db)
             async with running_worker(client, settings, db):

@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ce4big.db import session_scope
+from ce4big.domain import Outcome, Stage
 from ce4big.models import Exchange, ExchangeEvent, utcnow
 
 
@@ -65,12 +66,12 @@ class RecordActivities:
                     )
                 )
                 if data.status is not None:
-                    exchange.status = data.status
+                    exchange.status = Stage(data.status)
                 if data.result is not None:
                     exchange.result = data.result
                     exchange.agreement_type = data.agreement_type
                 if data.outcome is not None:
-                    exchange.outcome = data.outcome
+                    exchange.outcome = Outcome(data.outcome)
                     exchange.closed_at = exchange.closed_at or at
                 exchange.updated_at = at
                 session.add(exchange)

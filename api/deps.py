@@ -6,16 +6,17 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 from temporalio.client import Client
 
 from ce4big.db import run_in_session, session_scope
 from ce4big.domain import Role
 from ce4big.errors import Forbidden, NotFound, Unauthorized
-from ce4big.models import Exchange, ExchangeCandidate, Organisation, User, utcnow
+from ce4big.models import Exchange, User, utcnow
 from ce4big.security import get_user_by_api_token
 from ce4big.settings import Settings
 from ce4big.temporal import TemporalConnector
+from ce4big.visibility import visible_exchanges
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -87,34 +88,8 @@ ManagerUser = Annotated[User, Depends(require_roles(Role.MANAGER, Role.ADMIN))]
 AdminUser = Annotated[User, Depends(require_roles(Role.ADMIN))]
 
 
-def can_see_exchange(*, session: Session, user: User, exchange: Exchange) -> bool:
-    if user.role in (Role.MANAGER, Role.ADMIN):
-        return True
-    if user.role == Role.SME:
-        return user.organisation_id is not None and exchange.organisation_id == user.organisation_id
-    if user.role == Role.BROKER:
-        if exchange.home_cluster == user.cluster_id:
-            return True
-        # A host broker sees exchanges with candidates in their cluster.
-        return (
-            session.exec(
-                select(ExchangeCandidate.id)
-                .join(Organisation, col(Organisation.id) == ExchangeCandidate.organisation_id)
-                .where(
-                    ExchangeCandidate.exchange_id == exchange.id,
-                    Organisation.cluster_id == user.cluster_id,
-                )
-            ).first()
-            is not None
-        )
-    return False
-
-
 def _visible_exchange(*, session: Session, user: User, exchange_id: int) -> Exchange | None:
-    exchange = session.get(Exchange, exchange_id)
-    if exchange is None or not can_see_exchange(session=session, user=user, exchange=exchange):
-        return None
-    return exchange
+    return session.exec(visible_exchanges(user).where(Exchange.id == exchange_id)).first()
 
 
 async def get_exchange_or_404(exchange_id: int, engine: EngineDep, user: CurrentUser) -> Exchange:

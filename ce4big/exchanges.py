@@ -6,6 +6,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from ce4big.catalogue.matching import MatchRequest
+from ce4big.domain import Language
 from ce4big.lifecycle import ExchangeInput, Timings
 from ce4big.models import Exchange
 from ce4big.settings import Settings
@@ -80,6 +81,6 @@ def match_request_for(exchange: Exchange) -> MatchRequest:
         partner_kinds=list(exchange.partner_kinds),
         required_certifications=list(exchange.required_certifications),
         cooperation_type=exchange.cooperation_type,
-        language=(exchange.languages or ["en"])[0],
+        language=(exchange.languages or [Language.EN])[0],
         requester_organisation_id=exchange.organisation_id,
     )

@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from ce4big.db import run_in_session
 from ce4big.decisions import query_state, send_decision, slot_proposal
-from ce4big.domain import CLUSTERS_BY_ID
+from ce4big.domain import CLUSTERS_BY_ID, HostVerdict, VettingVerdict
 from ce4big.errors import Conflict, Forbidden, Invalid, NotFound
 from ce4big.exchanges import workflow_id_for
 from ce4big.lifecycle import (
@@ -37,10 +37,10 @@ from ce4big.settings import Settings
 
 # What each kind of link lets its holder do.
 ALLOWED: dict[str, tuple[str, ...]] = {
-    "vet": ("approve", "reject", "request_changes"),
+    "vet": tuple(VettingVerdict),
     "amend": ("amend",),
     "shortlist": ("shortlist",),
-    "host_review": ("endorse", "veto"),
+    "host_review": tuple(HostVerdict),
     "introduction": ("accept", "decline"),
     "slots": ("pick_slot", "propose_slots"),
     "survey": ("survey",),
@@ -192,14 +192,14 @@ def decision_for(*, link: Link, body: ActionBody, settings: Settings) -> tuple[s
     assert exchange_id is not None
     workflow_id = workflow_id_for(exchange_id)
     actor = link.actor
-    if action in ("approve", "reject", "request_changes"):
+    if action in tuple(VettingVerdict):
         return workflow_id, "vet", VettingDecision(actor, action, body.note or body.reason)
     if action == "amend":
         return workflow_id, "amend", Amendment(actor, body.note)
     if action == "shortlist":
         ids = _require(body.organisation_ids, "organisation_ids", action)
         return workflow_id, "set_shortlist", ShortlistDecision(actor, list(ids))
-    if action in ("endorse", "veto"):
+    if action in tuple(HostVerdict):
         subject = _require(link.subject, "organisation_id", action)
         note = body.note or body.reason
         return workflow_id, "host_review", HostReviewDecision(actor, subject, action, note)

@@ -3,11 +3,27 @@
 Table models (``table=True``) never travel in Temporal payloads; workflows carry ids.
 """
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from sqlalchemy import JSON, Column, LargeBinary, Text, UniqueConstraint
+from pydantic import AfterValidator
+from sqlalchemy import JSON, Column, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+from sqlmodel._compat import SQLModelConfig
+
+from ce4big.domain import (
+    CERTIFICATIONS,
+    CLUSTER_IDS,
+    LANGUAGES,
+    CooperationType,
+    Language,
+    MeetingFormat,
+    OrganisationKind,
+    Outcome,
+    Role,
+    Stage,
+)
 
 
 def utcnow() -> datetime:
@@ -103,7 +119,7 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=254, unique=True, index=True)
     name: str = Field(default="", max_length=200)
-    role: str = Field(max_length=16)
+    role: Role = Field(sa_type=String(16))
     cluster_id: str | None = Field(default=None, foreign_key="cluster.id", max_length=32)
     organisation_id: str | None = Field(
         default=None, foreign_key="organisation.id", max_length=64, index=True
@@ -118,7 +134,7 @@ class UserPublic(SQLModel):
     id: int
     email: str
     name: str
-    role: str
+    role: Role
     cluster_id: str | None
     organisation_id: str | None
     language: str | None
@@ -134,37 +150,6 @@ class ApiToken(SQLModel, table=True):
     expires_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
-
-
-class Exchange(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    title: str = Field(max_length=200)
-    description: str = Field(sa_column=Column(Text, nullable=False))
-    requester_id: int = Field(foreign_key="user.id", index=True)
-    organisation_id: str | None = Field(default=None, foreign_key="organisation.id", max_length=64)
-    home_cluster: str = Field(foreign_key="cluster.id", max_length=32, index=True)
-    target_clusters: list[str] = _json_list()
-    partner_kinds: list[str] = _json_list()
-    required_certifications: list[str] = _json_list()
-    cooperation_type: str = Field(max_length=40)
-    meeting_format: str = Field(default="any", max_length=20)
-    languages: list[str] = _json_list()
-    status: str = Field(default="vetting", max_length=32, index=True)
-    outcome: str | None = Field(default=None, max_length=32)
-    workflow_id: str | None = Field(default=None, max_length=100)
-    idempotency_key: str | None = Field(default=None, max_length=200)
-    created_at: datetime = Field(default_factory=utcnow, index=True)
-    updated_at: datetime = Field(default_factory=utcnow)
-    closed_at: datetime | None = None
-    # The recorded result of the follow-up: the survey's answer, then the outcome wave's.
-    result: str | None = Field(default=None, max_length=40)
-    agreement_type: str | None = Field(default=None, max_length=40)
-
-    # An exchange id names its workflow for ever: SQLite must never hand it out again.
-    __table_args__ = (
-        UniqueConstraint("requester_id", "idempotency_key"),
-        {"sqlite_autoincrement": True},
-    )
 
 
 class ExchangeEvent(SQLModel, table=True):
@@ -256,28 +241,96 @@ class SurveyResponse(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("exchange_id", "respondent", "wave"),)
 
 
-# ---------------------------------------------------------------- API shapes of exchanges
+# ---------------------------------------------------------------- exchanges: one ladder
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 5000
 NOTE_MAX = 2000
 
 
-class ExchangeRequestBase(SQLModel):
+def _one_of(allowed: Iterable[str], what: str) -> AfterValidator:
+    known = frozenset(allowed)
+
+    def check(values: list[str]) -> list[str]:
+        unknown = [v for v in values if v not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown {what}: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        if len(set(values)) != len(values):
+            raise ValueError(f"a {what} appears twice")
+        return values
+
+    return AfterValidator(check)
+
+
+def _json_list_field(*, max_length: int, default: list[str] | None = None) -> Any:
+    return Field(
+        default_factory=lambda: list(default or []),
+        max_length=max_length,
+        sa_type=JSON,
+        nullable=False,
+    )
+
+
+class ExchangeBase(SQLModel):
+    """The request as the SME writes it: the table, the create body and the public shape."""
+
     title: str = Field(min_length=3, max_length=TITLE_MAX)
-    description: str = Field(min_length=10, max_length=DESCRIPTION_MAX)
-    target_clusters: list[str] = Field(default_factory=list, max_length=4)
-    partner_kinds: list[str] = Field(default_factory=list, max_length=8)
-    required_certifications: list[str] = Field(default_factory=list, max_length=10)
-    cooperation_type: str = Field(max_length=40)
-    meeting_format: str = Field(default="any", max_length=20)
-    languages: list[str] = Field(default_factory=lambda: ["en"], max_length=4)
+    description: str = Field(min_length=10, max_length=DESCRIPTION_MAX, sa_type=Text)
+    target_clusters: Annotated[list[str], _one_of(CLUSTER_IDS, "cluster")] = _json_list_field(
+        max_length=4
+    )
+    partner_kinds: Annotated[list[OrganisationKind], _one_of(OrganisationKind, "kind")] = (
+        _json_list_field(max_length=8)
+    )
+    required_certifications: Annotated[list[str], _one_of(CERTIFICATIONS, "certification")] = (
+        _json_list_field(max_length=10)
+    )
+    cooperation_type: CooperationType = Field(sa_type=String(40))
+    meeting_format: MeetingFormat = Field(default=MeetingFormat.ANY, sa_type=String(20))
+    languages: Annotated[list[Language], _one_of(LANGUAGES, "language")] = _json_list_field(
+        max_length=4, default=[Language.EN]
+    )
 
 
-class ExchangePublic(ExchangeRequestBase):
+class Exchange(ExchangeBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    requester_id: int = Field(foreign_key="user.id", index=True)
+    organisation_id: str | None = Field(default=None, foreign_key="organisation.id", max_length=64)
+    home_cluster: str = Field(foreign_key="cluster.id", max_length=32, index=True)
+    status: Stage = Field(default=Stage.VETTING, sa_type=String(32), index=True)
+    outcome: Outcome | None = Field(default=None, sa_type=String(32))
+    workflow_id: str | None = Field(default=None, max_length=100)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+    closed_at: datetime | None = None
+    # The recorded result of the follow-up: the survey's answer, then the outcome wave's.
+    result: str | None = Field(default=None, max_length=40)
+    agreement_type: str | None = Field(default=None, max_length=40)
+
+    # An exchange id names its workflow for ever: SQLite must never hand it out again.
+    __table_args__ = (
+        UniqueConstraint("requester_id", "idempotency_key"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class ExchangeCreate(ExchangeBase):
+    """`POST /api/v1/exchanges`: the request; who, where and when come from the caller."""
+
+    model_config = SQLModelConfig(extra="forbid", str_strip_whitespace=True)
+
+    languages: Annotated[list[Language], _one_of(LANGUAGES, "language")] = Field(
+        default_factory=lambda: [Language.EN.value], min_length=1, max_length=4
+    )
+
+
+class ExchangePublic(ExchangeBase):
     id: int
-    status: str
-    outcome: str | None
+    status: Stage
+    outcome: Outcome | None
     result: str | None
     agreement_type: str | None
     home_cluster: str

@@ -6,33 +6,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from ce4big.domain import (
-    CERTIFICATIONS,
-    CLUSTER_IDS,
-    LANGUAGES,
-    CooperationType,
-    MeetingFormat,
-    OrganisationKind,
-)
+from ce4big.domain import HostVerdict, MeetingMode, SurveyOutcome, VettingVerdict
 from ce4big.models import DESCRIPTION_MAX, NOTE_MAX, TITLE_MAX
 
 MAX_SLOTS = 5
 MAX_SLOT_HOURS = 8
 Note = Annotated[str, Field(max_length=NOTE_MAX)]
-
-
-def _one_of(allowed: frozenset[str] | tuple[str, ...], what: str) -> AfterValidator:
-    def check(values: list[str]) -> list[str]:
-        unknown = [v for v in values if v not in allowed]
-        if unknown:
-            raise ValueError(
-                f"unknown {what}: {', '.join(unknown)} (known: {', '.join(sorted(allowed))})"
-            )
-        if len(set(values)) != len(values):
-            raise ValueError(f"a {what} appears twice")
-        return values
-
-    return AfterValidator(check)
 
 
 def _known_zone(value: str) -> str:
@@ -52,23 +31,6 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class ExchangeCreate(Strict):
-    title: str = Field(min_length=3, max_length=TITLE_MAX)
-    description: str = Field(min_length=10, max_length=DESCRIPTION_MAX)
-    target_clusters: Annotated[list[str], Field(max_length=4), _one_of(CLUSTER_IDS, "cluster")] = []
-    partner_kinds: Annotated[
-        list[str], Field(max_length=8), _one_of(tuple(k.value for k in OrganisationKind), "kind")
-    ] = []
-    required_certifications: Annotated[
-        list[str], Field(max_length=10), _one_of(CERTIFICATIONS, "certification")
-    ] = []
-    cooperation_type: CooperationType
-    meeting_format: MeetingFormat = MeetingFormat.ANY
-    languages: Annotated[
-        list[str], Field(min_length=1, max_length=4), _one_of(LANGUAGES, "language")
-    ] = ["en"]
-
-
 class ExchangeAmend(Strict):
     title: str | None = Field(default=None, min_length=3, max_length=TITLE_MAX)
     description: str | None = Field(default=None, min_length=10, max_length=DESCRIPTION_MAX)
@@ -76,7 +38,7 @@ class ExchangeAmend(Strict):
 
 
 class VettingBody(Strict):
-    decision: Literal["approve", "reject", "request_changes"]
+    decision: VettingVerdict
     note: Note = ""
 
 
@@ -86,7 +48,7 @@ class ShortlistBody(Strict):
 
 class HostReviewBody(Strict):
     organisation_id: str = Field(max_length=64)
-    decision: Literal["endorse", "veto"]
+    decision: HostVerdict
     note: Note = ""
 
 
@@ -98,7 +60,7 @@ class SlotBody(Strict):
 class ProposalBody(Strict):
     slots: list[SlotBody] = Field(min_length=1, max_length=MAX_SLOTS)
     timezone: TimeZone
-    mode: Literal["video", "in_person", "phone"] = "video"
+    mode: MeetingMode = MeetingMode.VIDEO
     location: str = Field(default="", max_length=300)
 
 
@@ -107,12 +69,7 @@ class PickBody(Strict):
 
 
 class SurveyBody(Strict):
-    outcome: Literal[
-        "did_not_take_place",
-        "insufficient_interest",
-        "informative_no_cooperation",
-        "cooperation_possible",
-    ]
+    outcome: SurveyOutcome
     satisfaction: int | None = Field(default=None, ge=1, le=5)
     recommend: int | None = Field(default=None, ge=0, le=10)
     comment: Note = ""
@@ -173,7 +130,7 @@ class ActionBody(Strict):
     start: datetime | None = None
     slots: list[SlotBody] | None = Field(default=None, max_length=MAX_SLOTS)
     timezone: TimeZone | None = None
-    mode: Literal["video", "in_person", "phone"] = "video"
+    mode: MeetingMode = MeetingMode.VIDEO
     location: str = Field(default="", max_length=300)
     outcome: str | None = Field(default=None, max_length=40)
     satisfaction: int | None = Field(default=None, ge=1, le=5)

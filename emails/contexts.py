@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from ce4big.domain import LANGUAGES, MeetingMode, Outcome
 from ce4big.mailerrors import EmailContextError
 
-LANGUAGES: tuple[str, ...] = ("en", "fr", "de", "pl")
 DEFAULT_LANGUAGE = "en"
 DEFAULT_TIMEZONE = "UTC"
 
@@ -43,8 +43,6 @@ def _known_timezone(value: str) -> str:
 
 AbsoluteUrl = Annotated[str, AfterValidator(_absolute_http_url)]
 TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
-MeetingMode = Literal["video", "in_person", "phone"]
-ClosedOutcome = Literal["completed", "withdrawn", "cancelled", "no_partner", "expired", "rejected"]
 
 
 def normalise_language(value: str | None) -> str | None:
@@ -110,7 +108,7 @@ class MeetingContext(EmailContext):
     end: AwareDatetime
     # The organiser's zone; the e-mail shows times in the recipient's zone.
     timezone: TimeZoneName
-    mode: MeetingMode = "video"
+    mode: MeetingMode = MeetingMode.VIDEO
     location: str = ""
 
     @model_validator(mode="after")
@@ -226,7 +224,7 @@ class SlotsProposed(ActionContext):
     proposed_by: str
     slots: list[Slot] = Field(min_length=1)
     timezone: TimeZoneName
-    mode: MeetingMode = "video"
+    mode: MeetingMode = MeetingMode.VIDEO
     location: str = ""
     counter_proposal: bool = False
 
@@ -272,7 +270,7 @@ class SurveyReminder(ActionContext):
 
 
 class ExchangeClosed(EmailContext):
-    outcome: ClosedOutcome
+    outcome: Outcome
     reason: str = ""
 
 

@@ -3,7 +3,8 @@ mailbox shows under /dev/mailbox/previews. The composition roots hand it to the 
 
 from collections.abc import Sequence
 
-from emails.contexts import KINDS, LANGUAGES, choose_timezone, parse_context
+from ce4big.domain import LANGUAGES
+from emails.contexts import KINDS, choose_timezone, parse_context
 from emails.render import RenderedEmail, default_renderer
 from emails.samples import sample_context
 

@@ -25,9 +25,10 @@ from jinja2 import (
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
+from ce4big.domain import LANGUAGES
 from ce4big.i18n import BABEL_LOCALES, DATETIME_PATTERNS, LABELS
 from ce4big.mailerrors import EmailContextError
-from emails.contexts import LANGUAGES, EmailContext, Slot
+from emails.contexts import EmailContext, Slot
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 SUBJECT_MAX_CHARS = 250

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
+from ce4big.domain import CooperationType, Language
 from ce4big.models import Exchange, User
 from ce4big.users import add_user
 from tests.factories import add_organisation
@@ -118,8 +119,8 @@ def add_exchange(session: Session, requester: User, exchange_id: int | None = No
         requester_id=requester.id,
         organisation_id=requester.organisation_id,
         home_cluster=HOME,
-        cooperation_type="service_agreement",
-        languages=["en"],
+        cooperation_type=CooperationType.SERVICE_AGREEMENT,
+        languages=[Language.EN],
     )
     session.add(exchange)
     session.flush()

@@ -4,7 +4,6 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, status
-from sqlalchemy import or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 from temporalio.client import Client
@@ -39,6 +38,7 @@ from ce4big.models import (
     DecisionPublic,
     Exchange,
     ExchangeCandidate,
+    ExchangeCreate,
     ExchangeDetail,
     ExchangeEvent,
     ExchangePublic,
@@ -50,7 +50,6 @@ from ce4big.models import (
 )
 from ce4big.schemas import (
     ExchangeAmend,
-    ExchangeCreate,
     HostReviewBody,
     PickBody,
     ProposalBody,
@@ -59,6 +58,7 @@ from ce4big.schemas import (
     SurveyBody,
     VettingBody,
 )
+from ce4big.visibility import visible_exchanges
 
 router = APIRouter(prefix="/exchanges", tags=["exchanges"])
 
@@ -121,7 +121,7 @@ def _insert_or_find(
         requester_id=user.id,
         organisation_id=user.organisation_id,
         home_cluster=user.cluster_id,
-        status=Stage.VETTING.value,
+        status=Stage.VETTING,
         idempotency_key=key,
     )
     session.add(exchange)
@@ -140,25 +140,12 @@ def _insert_or_find(
 def list_exchanges(
     session: SessionDep,
     user: CurrentUser,
-    status_: Annotated[str | None, Query(alias="status", max_length=32)] = None,
+    status_: Annotated[Stage | None, Query(alias="status")] = None,
     cluster: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ExchangesPublic:
-    if status_ is not None and status_ not in {s.value for s in Stage}:
-        raise Invalid(f"status: unknown stage {status_!r}")
-    query = select(Exchange)
-    if user.role == Role.SME:
-        query = query.where(Exchange.organisation_id == (user.organisation_id or ""))
-    elif user.role == Role.BROKER:
-        hosted = (
-            select(ExchangeCandidate.exchange_id)
-            .join(Organisation, col(Organisation.id) == ExchangeCandidate.organisation_id)
-            .where(Organisation.cluster_id == user.cluster_id)
-        )
-        query = query.where(
-            or_(col(Exchange.home_cluster) == user.cluster_id, col(Exchange.id).in_(hosted))
-        )
+    query = visible_exchanges(user)
     if status_ is not None:
         query = query.where(Exchange.status == status_)
     if cluster is not None:

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import col, func, select
 
 from api.deps import AdminUser, SessionDep
+from ce4big.domain import Language, Role
 from ce4big.models import User, UserPublic
 from ce4big.users import add_user
 
@@ -17,11 +18,11 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     email: str = Field(max_length=254)
-    role: str = Field(max_length=16)
+    role: Role
     cluster: str | None = Field(default=None, max_length=32)
     organisation: str | None = Field(default=None, max_length=64)
     name: str = Field(default="", max_length=200)
-    language: str | None = Field(default=None, max_length=5)
+    language: Language | None = None
 
 
 class UsersPublic(BaseModel):

@@ -5,7 +5,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-LANGUAGES = ("en", "fr", "de", "pl")
+from ce4big.domain import LANGUAGES
 
 
 def word_set(text: str) -> frozenset[str]:

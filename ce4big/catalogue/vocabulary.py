@@ -17,7 +17,6 @@ from typing import NamedTuple
 
 from ce4big.catalogue.text import (
     FUNCTION_WORDS,
-    LANGUAGES,
     STOP_WORDS,
     Tokens,
     detect_language,
@@ -29,6 +28,7 @@ from ce4big.catalogue.text import (
     tokenize,
     word_set,
 )
+from ce4big.domain import LANGUAGES
 
 
 class Facet(StrEnum):

@@ -9,6 +9,7 @@ from sqlmodel import Session
 from temporalio.client import Client
 
 from api.main import create_app
+from ce4big.domain import CooperationType
 from ce4big.lifecycle import DecisionResult
 from ce4big.models import Exchange
 from ce4big.settings import Settings
@@ -54,7 +55,7 @@ def vetting_exchange(session: Session) -> tuple[int, str, str]:
         requester_id=sme.id,
         organisation_id="sme-a",
         home_cluster="biowin",
-        cooperation_type="service_agreement",
+        cooperation_type=CooperationType.SERVICE_AGREEMENT,
     )
     session.add(exchange)
     session.commit()

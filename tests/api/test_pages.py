@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.pages_i18n import TEXTS, choose_language, text
 from api.routes.pages import CSRF_COOKIE, format_span
+from ce4big.domain import CooperationType, Language
 from ce4big.lifecycle import (
     Actor,
     HostReviewDecision,
@@ -79,8 +80,8 @@ def add_exchange(session: Session, *, title: str = "GLP genotoxicity battery") -
         requester_id=requester.id,
         organisation_id="bw-sme",
         home_cluster="biowin",
-        cooperation_type="service_agreement",
-        languages=["en"],
+        cooperation_type=CooperationType.SERVICE_AGREEMENT,
+        languages=[Language.EN],
     )
     session.add(exchange)
     session.commit()

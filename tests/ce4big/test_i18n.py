@@ -1,8 +1,5 @@
-from typing import get_args
-
-from ce4big.domain import CooperationType
+from ce4big.domain import LANGUAGES, CooperationType, MeetingMode
 from ce4big.i18n import BABEL_LOCALES, DATETIME_PATTERNS, LABELS
-from emails.contexts import LANGUAGES, MeetingMode
 
 
 class TestLabels:
@@ -12,7 +9,7 @@ class TestLabels:
 
     def test_every_meeting_mode_has_a_label_in_every_language(self) -> None:
         for language in LANGUAGES:
-            assert set(LABELS["meeting_mode"][language]) == set(get_args(MeetingMode))
+            assert set(LABELS["meeting_mode"][language]) == {m.value for m in MeetingMode}
 
     def test_every_language_has_a_locale_and_a_date_pattern(self) -> None:
         assert set(BABEL_LOCALES) == set(DATETIME_PATTERNS) == set(LANGUAGES)

@@ -3,8 +3,9 @@ from typing import Any
 
 import pytest
 
+from ce4big.domain import LANGUAGES
 from ce4big.mailerrors import EmailContextError
-from emails.contexts import KINDS, LANGUAGES, action_url_of, parse_context
+from emails.contexts import KINDS, action_url_of, parse_context
 from emails.render import RenderedEmail, render_email
 from emails.samples import sample_context
 

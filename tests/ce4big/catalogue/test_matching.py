@@ -13,6 +13,7 @@ from ce4big.catalogue.matching import (
     request_from_json,
     search_organisations,
 )
+from ce4big.domain import CooperationType, Outcome, Role
 from ce4big.errors import Invalid
 from ce4big.models import Exchange, ExchangeCandidate, Organisation, User, utcnow
 from ce4big.settings import Settings
@@ -310,9 +311,11 @@ class TestIndexConsistency:
         )
 
 
-def _exchange(session: Session, *, organisation_id: str, outcome: str | None = None) -> Exchange:
+def _exchange(
+    session: Session, *, organisation_id: str, outcome: Outcome | None = None
+) -> Exchange:
     user = session.exec(select(User).where(User.email == "sme@example.org")).first() or User(
-        email="sme@example.org", role="sme"
+        email="sme@example.org", role=Role.SME
     )
     session.add(user)
     session.flush()
@@ -323,7 +326,7 @@ def _exchange(session: Session, *, organisation_id: str, outcome: str | None = N
         requester_id=user.id,
         organisation_id=organisation_id,
         home_cluster="atlanpole",
-        cooperation_type="service_agreement",
+        cooperation_type=CooperationType.SERVICE_AGREEMENT,
         outcome=outcome,
     )
     session.add(exchange)
@@ -383,7 +386,7 @@ class TestFairness:
         for outcome, status in (
             (None, "asked"),
             (None, "accepted"),
-            ("completed", "asked"),
+            (Outcome.COMPLETED, "asked"),
             (None, "no_answer"),
         ):
             exchange = _exchange(catalogue, organisation_id=requester, outcome=outcome)

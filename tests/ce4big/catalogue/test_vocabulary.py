@@ -2,7 +2,6 @@
 
 import pytest
 
-from ce4big.catalogue.text import LANGUAGES
 from ce4big.catalogue.vocabulary import (
     CONCEPTS,
     VOCABULARY_VERSION,
@@ -11,7 +10,7 @@ from ce4big.catalogue.vocabulary import (
     canonical_certification,
     expand_ancestors,
 )
-from ce4big.domain import CERTIFICATIONS, OrganisationKind
+from ce4big.domain import CERTIFICATIONS, LANGUAGES, OrganisationKind
 
 
 def concepts_of(text: str, language: str | None = None) -> list[str]:

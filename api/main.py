@@ -77,6 +77,7 @@ async def _app_error(request: Request, exc: Exception) -> Response:
         status_code=exc.status_code,
         code=exc.code,
         message=exc.message,
+        headers=exc.headers(),
         **exc.details(),
     )
 

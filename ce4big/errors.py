@@ -15,6 +15,10 @@ class AppError(Exception):
         """Extra members of the error body (e.g. every bad row of a refused import)."""
         return {}
 
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (e.g. Retry-After)."""
+        return {}
+
 
 class Unauthorized(AppError):
     status_code = 401
@@ -44,6 +48,30 @@ class PayloadTooLarge(AppError):
 class Invalid(AppError):
     status_code = 422
     code = "invalid"
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class LinkUsed(Conflict):
+    code = "link_used"
+
+
+class LinkExpired(Conflict):
+    code = "link_expired"
+
+
+class LinkRevoked(Conflict):
+    code = "link_revoked"
 
 
 class Unavailable(AppError):

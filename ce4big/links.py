@@ -16,7 +16,7 @@ from temporalio.client import Client
 from ce4big.db import run_in_session
 from ce4big.decisions import query_state, send_decision, slot_proposal
 from ce4big.domain import CLUSTERS_BY_ID, HostVerdict, VettingVerdict
-from ce4big.errors import Conflict, Forbidden, Invalid, NotFound
+from ce4big.errors import Forbidden, Invalid, LinkExpired, LinkRevoked, LinkUsed, NotFound
 from ce4big.exchanges import workflow_id_for
 from ce4big.lifecycle import (
     Actor,
@@ -47,18 +47,6 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "outcome": ("outcome",),
     "view": (),
 }
-
-
-class LinkUsed(Conflict):
-    code = "link_used"
-
-
-class LinkExpired(Conflict):
-    code = "link_expired"
-
-
-class LinkRevoked(Conflict):
-    code = "link_revoked"
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,39 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = None
 
 
+class SignInLink(SQLModel, table=True):
+    """An e-mailed sign-in link: random, stored hashed, single use, short-lived."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+class SignInRequest(SQLModel, table=True):
+    """One asked-for sign-in link, kept for the rate limits (every web process sees them)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Hashes: the table never holds who asked, only enough to count.
+    address_hash: str = Field(max_length=64, index=True)
+    client_hash: str = Field(max_length=64, index=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random id; the table holds its hash."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_hash: str = Field(max_length=64, unique=True, index=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    ended_at: datetime | None = None
+
+
 class ExchangeEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     exchange_id: int = Field(foreign_key="exchange.id", index=True)

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".data")
 
     api_token_days: int = Field(90, ge=1)
+    # Web sign-in: an e-mailed link, then a server-side session behind a random cookie.
+    sign_in_link_minutes: int = Field(15, ge=1)
+    session_idle_minutes: int = Field(120, ge=1)
+    session_absolute_hours: int = Field(12, ge=1)
+    sign_in_per_address: int = Field(5, ge=1)
+    sign_in_per_client: int = Field(20, ge=1)
+    sign_in_window_minutes: int = Field(15, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
     catalogue_max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     fairness_open_introductions: int = Field(3, ge=1)

@@ -1,11 +1,14 @@
 """User administration shared by the CLI and the admin API."""
 
+from datetime import datetime
+
 from sqlmodel import Session
 
 from ce4big.domain import CLUSTER_IDS, LANGUAGES, Role
 from ce4big.errors import Invalid, NotFound
 from ce4big.models import Organisation, User
 from ce4big.security import get_user_by_email
+from ce4big.websessions import end_user_sessions
 
 
 def add_user(
@@ -53,5 +56,19 @@ def add_user(
     user.name = name or user.name
     user.language = language or user.language
     session.add(user)
+    session.flush()
+    return user
+
+
+def set_user_active(*, session: Session, email: str, active: bool, now: datetime) -> User:
+    """Deactivating a user ends their web sessions at once; their API tokens and links stop
+    working with them (every lookup checks `is_active`)."""
+    user = get_user_by_email(session=session, email=email.strip())
+    if user is None or user.id is None:
+        raise NotFound(f"email: no user with e-mail {email!r}")
+    user.is_active = active
+    session.add(user)
+    if not active:
+        end_user_sessions(session=session, user_id=user.id, now=now)
     session.flush()
     return user

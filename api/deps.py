@@ -17,6 +17,7 @@ from ce4big.security import get_user_by_api_token
 from ce4big.settings import Settings
 from ce4big.temporal import TemporalConnector
 from ce4big.visibility import visible_exchanges
+from ce4big.websessions import csrf_matches, user_for_session
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -52,20 +53,76 @@ TemporalDep = Annotated[Client, Depends(get_temporal)]
 
 _bearer = HTTPBearer(auto_error=False)
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+
+
+def session_cookie_name(settings: Settings) -> str:
+    # __Host- binds the cookie to this host and path / over https (no Domain, Secure).
+    secure = settings.base_url.startswith("https://")
+    return "__Host-ce4big_session" if secure else "ce4big_session"
+
+
+def session_cookie(request: Request, settings: Settings) -> str | None:
+    return request.cookies.get(session_cookie_name(settings)) or None
+
+
+async def sent_csrf_token(request: Request) -> str | None:
+    """The CSRF token of a write: htmx and API clients send the header, plain forms a field."""
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        value = (await request.form()).get(CSRF_FIELD)
+        return value if isinstance(value, str) else None
+    return None
+
+
+async def require_csrf(request: Request, settings: Settings, cookie: str) -> None:
+    if request.method in SAFE_METHODS:
+        return
+    sent = await sent_csrf_token(request)
+    if not csrf_matches(cookie=cookie, sent=sent, settings=settings):
+        raise Forbidden(
+            f"missing or wrong CSRF token: send the {CSRF_HEADER} header or the"
+            f" {CSRF_FIELD} form field of the page"
+        )
+
 
 async def get_current_user(
+    request: Request,
     engine: EngineDep,
+    settings: Annotated[Settings, Depends(get_settings_dep)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    plain = credentials.credentials
-    user = await run_in_session(
-        engine, lambda session: get_user_by_api_token(session=session, plain=plain, now=utcnow())
+    """A bearer token (integrations), else the session cookie of a signed-in browser; a write
+    by cookie must carry the session's CSRF token."""
+    if credentials is not None:
+        if credentials.scheme.lower() != "bearer":
+            raise Unauthorized("send 'Authorization: Bearer <token>'")
+        plain = credentials.credentials
+        user = await run_in_session(
+            engine,
+            lambda session: get_user_by_api_token(session=session, plain=plain, now=utcnow()),
+        )
+        if user is None:
+            raise Unauthorized("invalid, expired or revoked token")
+        return user
+    cookie = session_cookie(request, settings)
+    if cookie is None:
+        raise Unauthorized("sign in, or send 'Authorization: Bearer <token>'")
+    found = await run_in_session(
+        engine,
+        lambda session: user_for_session(
+            session=session, cookie=cookie, settings=settings, now=utcnow()
+        ),
     )
-    if user is None:
-        raise Unauthorized("invalid, expired or revoked token")
-    return user
+    if found is None:
+        raise Unauthorized("your session has ended: sign in again")
+    await require_csrf(request, settings, cookie)
+    return found
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

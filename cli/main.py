@@ -97,6 +97,20 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_active(args: argparse.Namespace) -> int:
+    from ce4big.db import make_engine, session_scope
+    from ce4big.models import utcnow
+    from ce4big.users import set_user_active
+
+    active = args.users == "activate"
+    settings = _settings()
+    with session_scope(make_engine(settings.database_url)) as session:
+        user = set_user_active(session=session, email=args.email, active=active, now=utcnow())
+        state = "active" if active else "deactivated: signed out everywhere"
+        print(f"user {user.email} {state}")
+    return 0
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     from ce4big.db import make_engine, session_scope
     from ce4big.security import create_api_token, get_user_by_email
@@ -180,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--name")
     add.add_argument("--language", help="en, fr, de or pl")
     add.set_defaults(run=cmd_users_add)
+    for name, what in (
+        ("deactivate", "end a user's sessions and refuse their tokens"),
+        ("activate", "let a deactivated user sign in again"),
+    ):
+        toggle = users.add_parser(name, help=what)
+        toggle.add_argument("email")
+        toggle.set_defaults(run=cmd_users_active)
 
     token = commands.add_parser("token", help="API tokens").add_subparsers(
         dest="token", required=True

@@ -51,6 +51,24 @@ class TestUsersAndTokens:
         assert me.json()["role"] == "broker"
         assert wrong.status_code == 401
 
+    async def test_a_deactivated_users_token_is_refused_until_reactivated(self, db: Engine) -> None:
+        run_cli(db, "users", "add", "m@ce4big.example", "--role", "manager")
+        token = run_cli(db, "token", "create", "m@ce4big.example").stdout.strip()
+        app = create_app(make_settings(db.url.render_as_string(hide_password=False)))
+        answers = []
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+        ):
+            for command in ("deactivate", "activate"):
+                result = run_cli(db, "users", command, "m@ce4big.example")
+                assert result.returncode == 0, result.stderr
+                me = await c.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+                answers.append(me.status_code)
+        unknown = run_cli(db, "users", "deactivate", "nobody@ce4big.example")
+        assert answers == [401, 200]
+        assert unknown.returncode == 1 and "no user" in unknown.stderr
+
     def test_adding_a_user_twice_updates_it(self, db: Engine, session: Session) -> None:
         for name in ("First", "Second"):
             result = run_cli(db, "users", "add", "m@ce4big.example", "--role", "manager",

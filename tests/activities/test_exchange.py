@@ -15,6 +15,8 @@ from temporalio.testing import ActivityEnvironment
 from activities.email import EmailActivities
 from activities.exchange import ExchangeActivities
 from activities.types import (
+    CandidateEmail,
+    ExchangeClosedEmail,
     FindCandidatesInput,
     FindCandidatesOutput,
     NotifyInput,
@@ -23,6 +25,7 @@ from activities.types import (
     RevokeTokensInput,
     UpdateCandidateInput,
 )
+from ce4big.domain import Outcome
 from ce4big.lifecycle import Meeting
 from ce4big.models import (
     ActionToken,
@@ -382,7 +385,7 @@ class TestNotify:
             world,
             kind="exchange_closed",
             audiences=EVERYONE,
-            extra={"outcome": "withdrawn", "reason": "found a partner at home"},
+            email=ExchangeClosedEmail(outcome=Outcome.WITHDRAWN, reason="found a partner at home"),
         )
 
         assert result == NotifyOutput(sent=len(EVERYONE_ADDRESSES))
@@ -443,7 +446,7 @@ class TestNotify:
             kind="introduction_request",
             audiences=[f"partner:{PARTNER_ID}"],
             action="introduction",
-            extra={"organisation_id": PARTNER_ID},
+            email=CandidateEmail(organisation_id=PARTNER_ID, kind="introduction_request"),
         )
 
         (received,) = mail.to(PARTNER_EMAIL)
@@ -455,7 +458,7 @@ class TestNotify:
     async def test_introduction_made_gives_each_side_the_others_contact(
         self, world: ExchangeWorld, mail: Mail
     ) -> None:
-        extra = {"organisation_id": PARTNER_ID}
+        made = CandidateEmail(organisation_id=PARTNER_ID, kind="introduction_made")
         await notify(
             mail,
             world,
@@ -463,7 +466,7 @@ class TestNotify:
             audiences=["requester"],
             action="slots",
             step_key="exchange-1:12:introduction_made",
-            extra={**extra, "side": "requester"},
+            email=made,
         )
         await notify(
             mail,
@@ -471,7 +474,7 @@ class TestNotify:
             kind="introduction_made",
             audiences=[f"partner:{PARTNER_ID}"],
             step_key="exchange-1:13:introduction_made",
-            extra={**extra, "side": "partner"},
+            email=made,
         )
 
         to_requester = text_of(mail.one_to(REQUESTER_EMAIL))
@@ -487,7 +490,7 @@ class TestNotify:
     ) -> None:
         add_candidate(session, world, PARTNER_ID, intro_status="accepted")
 
-        # As the workflow sends it: the partner is the one who accepted, not named in `extra`.
+        # As the workflow sends it: no e-mail data names the partner, who is the one who accepted.
         await notify(
             mail,
             world,

@@ -16,11 +16,13 @@ from activities.email import EmailActivities
 from activities.exchange import ExchangeActivities
 from activities.types import (
     CandidateEmail,
+    ChangesRequestedEmail,
     ExchangeClosedEmail,
     FindCandidatesInput,
     FindCandidatesOutput,
     NotifyInput,
     NotifyOutput,
+    PartnerDeclinedEmail,
     RecordSurveyInput,
     RevokeTokensInput,
     UpdateCandidateInput,
@@ -548,6 +550,37 @@ class TestNotify:
             )
 
         assert (failure.value.type, failure.value.non_retryable) == ("UnknownExchange", True)
+
+    async def test_data_of_another_kind_fails_for_good(
+        self, world: ExchangeWorld, mail: Mail
+    ) -> None:
+        with pytest.raises(ApplicationError) as failure:
+            await notify(
+                mail,
+                world,
+                kind="request_rejected",
+                audiences=["requester"],
+                email=ChangesRequestedEmail(note="add a budget"),
+            )
+
+        assert (failure.value.type, failure.value.non_retryable) == ("EmailContextError", True)
+        assert mail.handler.received == []
+
+    async def test_partner_declined_names_the_partner_the_reason_and_the_next_step(
+        self, world: ExchangeWorld, mail: Mail
+    ) -> None:
+        await notify(
+            mail,
+            world,
+            kind="partner_declined",
+            audiences=["requester"],
+            email=PartnerDeclinedEmail(
+                organisation_id=PARTNER_ID, next_step="back_to_matching", reason="fully booked"
+            ),
+        )
+
+        text = text_of(mail.one_to(REQUESTER_EMAIL))
+        assert "Munich Genetic Toxicology" in text and "fully booked" in text
 
 
 class TestRecordSurvey:

@@ -2,7 +2,7 @@
 candidate and survey records. Each is idempotent: a retried attempt repeats nothing."""
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -37,7 +37,7 @@ from activities.types import (
 )
 from ce4big.catalogue.matching import rank_candidates
 from ce4big.db import session_scope
-from ce4big.domain import CLUSTERS_BY_ID, Role
+from ce4big.domain import CLUSTERS_BY_ID, Outcome, Role
 from ce4big.exchanges import match_request_for
 from ce4big.lifecycle import PARTNER, REQUESTER, CandidateInfo
 from ce4big.models import (
@@ -310,6 +310,7 @@ class ExchangeActivities:
         return NotifyOutput(sent=sent, failed=failed)
 
     def _plan_notification(self, data: NotifyInput) -> list[SendEmailInput]:
+        data = replace(data, email=email_data(data), extra={})
         if data.email is not None and data.email.kind != data.kind:
             raise ApplicationError(
                 f"{data.kind} e-mail given the data of {data.email.kind}",
@@ -550,6 +551,49 @@ class ExchangeFacts:
             "location": meeting.location,
             "attendees": [a for a in attendees if a["email"]],
         }
+
+
+def email_data(data: NotifyInput) -> EmailData | None:
+    """The kind's typed data; for a notify scheduled before there was any, read from `extra`."""
+    if data.email is not None or not data.extra:
+        return data.email
+    extra = data.extra
+    organisation_id = str(extra.get("organisation_id") or "")
+    reason = str(extra.get("reason") or "")
+    match data.kind:
+        case "request_rejected":
+            return RequestRejectedEmail(reason=reason)
+        case "changes_requested" | "changes_reminder" as kind:
+            return ChangesRequestedEmail(note=str(extra.get("note") or ""), kind=kind)
+        case "shortlist_needed":
+            return ShortlistNeededEmail(candidate_count=int(extra.get("candidate_count") or 0))
+        case (
+            "host_review_request"
+            | "host_review_reminder"
+            | "introduction_request"
+            | "introduction_reminder"
+            | "introduction_made"
+        ) as kind if organisation_id:
+            return CandidateEmail(organisation_id=organisation_id, kind=kind)
+        case "partner_declined" if organisation_id:
+            last = extra.get("next_step") == "back_to_matching"
+            return PartnerDeclinedEmail(
+                organisation_id=organisation_id,
+                next_step="back_to_matching" if last else "next_candidate",
+                reason=reason,
+            )
+        case "scheduling_stuck":
+            return SchedulingStuckEmail(rounds=int(extra.get("rounds") or 0))
+        case "meeting_rescheduled" if extra.get("previous_start"):
+            return MeetingRescheduledEmail(previous_start=str(extra["previous_start"]))
+        case "meeting_cancelled":
+            return MeetingCancelledEmail(reason=reason)
+        case "exchange_closed" if extra.get("outcome") in {o.value for o in Outcome}:
+            return ExchangeClosedEmail(outcome=Outcome(extra["outcome"]), reason=reason)
+        case "outcome_wave" if organisation_id:
+            months = round(float(extra.get("months") or 6))
+            return OutcomeWaveEmail(organisation_id=organisation_id, months=months)
+    return None
 
 
 def organisation_of(email: EmailData | None) -> str | None:

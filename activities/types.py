@@ -6,7 +6,7 @@ library. New fields get defaults, so that running workflows keep decoding.
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ce4big.domain import Outcome
 from ce4big.lifecycle import CandidateInfo, Meeting, Proposal
@@ -159,6 +159,9 @@ class NotifyInput:
     since: datetime | None = None
     # Kinds that say more than the fields above carry it here; its `kind` equals this `kind`.
     email: EmailData | None = None
+    # Read only, never written: the untyped data of a notify that workflow code older than
+    # `email` scheduled, so that an attempt retried after the upgrade still says the same.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

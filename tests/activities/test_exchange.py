@@ -1,19 +1,23 @@
+import base64
+import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
 from icalendar import Calendar
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
+from temporalio.converter import value_to_type
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.email import EmailActivities
-from activities.exchange import ExchangeActivities
+from activities.exchange import ExchangeActivities, email_data
 from activities.types import (
     CandidateEmail,
     ChangesRequestedEmail,
@@ -24,6 +28,7 @@ from activities.types import (
     NotifyOutput,
     PartnerDeclinedEmail,
     RecordSurveyInput,
+    RequestRejectedEmail,
     RevokeTokensInput,
     UpdateCandidateInput,
 )
@@ -632,3 +637,47 @@ class TestRecordSurvey:
             ("survey", "requester", "cooperation_possible", 5, 9, "very useful"),
         ]
         assert rows[0].agreement_type == "licensing"
+
+
+def recorded_notify_inputs() -> list[tuple[dict[str, Any], NotifyInput]]:
+    """Every notify input in the recorded histories, as workflow code before typed e-mail data
+    scheduled it: with its data in `extra`."""
+    found = []
+    for path in sorted((Path(__file__).parents[1] / "workflows" / "histories").glob("*.json")):
+        for event in json.loads(path.read_text())["events"]:
+            scheduled = event.get("activityTaskScheduledEventAttributes")
+            if scheduled and scheduled["activityType"]["name"] == "notify":
+                raw = json.loads(base64.b64decode(scheduled["input"]["payloads"][0]["data"]))
+                found.append((raw, value_to_type(NotifyInput, raw, [])))
+    return found
+
+
+class TestEmailDataOfOlderNotifies:
+    def test_an_attempt_scheduled_with_extra_gets_the_same_data_typed(self) -> None:
+        recorded = recorded_notify_inputs()
+        assert {"partner_declined", "exchange_closed", "outcome_wave"} <= {
+            data.kind for _, data in recorded
+        }
+        for raw, data in recorded:
+            email = email_data(data)
+            # `side` never reached an e-mail; a `previous_start` of None is a first confirmation.
+            said = {k: v for k, v in raw["extra"].items() if k != "side" and v is not None}
+            if email is None:
+                assert said == {}, data.kind
+                continue
+            assert email.kind == data.kind
+            typed = {k: v for k, v in asdict(email).items() if k != "kind"}
+            assert said.items() <= typed.items(), data.kind
+
+    def test_typed_data_wins_over_extra(self) -> None:
+        email = RequestRejectedEmail(reason="typed")
+        data = NotifyInput(
+            exchange_id=1,
+            kind="request_rejected",
+            audiences=[],
+            step_key=STEP,
+            email=email,
+            extra={"reason": "untyped"},
+        )
+
+        assert email_data(data) is email

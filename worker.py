@@ -34,8 +34,8 @@ def build_worker(
         task_queue=settings.temporal_task_queue,
         workflows=[ExchangeWorkflow, OutcomeWaveWorkflow],
         activities=[
+            # No workflow schedules send_email: notify sends each e-mail through it in-process.
             records.record_event,
-            email.send_email,
             exchange.find_candidates,
             exchange.update_candidate,
             exchange.revoke_tokens,

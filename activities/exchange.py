@@ -2,28 +2,42 @@
 candidate and survey records. Each is idempotent: a retried attempt repeats nothing."""
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 from temporalio import activity
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ActivityConfig
 
 from activities.email import EmailActivities, SendEmailInput
+from activities.records import RECORD_EVENT_OPTIONS
 from activities.types import (
+    CandidateEmail,
+    ChangesRequestedEmail,
+    EmailData,
+    ExchangeClosedEmail,
     FindCandidatesInput,
     FindCandidatesOutput,
+    MeetingCancelledEmail,
+    MeetingRescheduledEmail,
     NotifyInput,
     NotifyOutput,
+    OutcomeWaveEmail,
+    PartnerDeclinedEmail,
     RecordSurveyInput,
+    RequestRejectedEmail,
     RevokeTokensInput,
+    SchedulingStuckEmail,
+    ShortlistNeededEmail,
     UpdateCandidateInput,
 )
 from ce4big.catalogue.matching import rank_candidates
 from ce4big.db import session_scope
-from ce4big.domain import CLUSTERS_BY_ID, Role
+from ce4big.domain import CLUSTERS_BY_ID, Outcome, Role
 from ce4big.exchanges import match_request_for
 from ce4big.lifecycle import PARTNER, REQUESTER, CandidateInfo
 from ce4big.models import (
@@ -42,6 +56,27 @@ from emails.contexts import KINDS, choose_language, choose_timezone
 
 MAX_CANDIDATES = 20
 SUMMARY_CHARS = 600
+
+# How the workflows call each activity, declared beside it.
+FIND_CANDIDATES_OPTIONS = ActivityConfig(
+    start_to_close_timeout=timedelta(minutes=2),
+    retry_policy=RetryPolicy(
+        maximum_interval=timedelta(minutes=1), non_retryable_error_types=["UnknownExchange"]
+    ),
+)
+UPDATE_CANDIDATE_OPTIONS = RECORD_EVENT_OPTIONS
+REVOKE_TOKENS_OPTIONS = RECORD_EVENT_OPTIONS
+RECORD_SURVEY_OPTIONS = RECORD_EVENT_OPTIONS
+# Mail keeps retrying through an SMTP outage for a day; a permanent refusal stops at once.
+NOTIFY_OPTIONS = ActivityConfig(
+    start_to_close_timeout=timedelta(minutes=2),
+    schedule_to_close_timeout=timedelta(days=1),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=2),
+        maximum_interval=timedelta(minutes=10),
+        non_retryable_error_types=["UnknownExchange", "PermanentEmailError", "EmailContextError"],
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -275,6 +310,13 @@ class ExchangeActivities:
         return NotifyOutput(sent=sent, failed=failed)
 
     def _plan_notification(self, data: NotifyInput) -> list[SendEmailInput]:
+        data = replace(data, email=email_data(data), extra={})
+        if data.email is not None and data.email.kind != data.kind:
+            raise ApplicationError(
+                f"{data.kind} e-mail given the data of {data.email.kind}",
+                type="EmailContextError",
+                non_retryable=True,
+            )
         with session_scope(self._engine) as session:
             exchange = session.get(Exchange, data.exchange_id)
             if exchange is None:
@@ -313,7 +355,7 @@ class ExchangeActivities:
                         exchange_id=data.exchange_id,
                         recipient=recipient,
                         action=data.action,
-                        subject=data.extra.get("organisation_id"),
+                        subject=organisation_of(data.email),
                     )
                     action_url = f"{self._settings.base_url}/t/{token}"
                 plans.append(
@@ -379,8 +421,8 @@ class ExchangeFacts:
             if exchange.organisation_id
             else None
         )
-        partner_id = data.extra.get("organisation_id")
-        if not isinstance(partner_id, str):
+        partner_id = organisation_of(data.email)
+        if partner_id is None:
             # Slot, meeting and survey steps name no organisation: the partner is whoever
             # accepted the introduction (their invite, their name in the e-mail).
             partner_id = session.exec(
@@ -415,7 +457,6 @@ class ExchangeFacts:
     ) -> dict[str, Any]:
         exchange = self.exchange
         partner_name = self.partner.name if self.partner else ""
-        extra = data.extra
         values: dict[str, Any] = {
             "recipient_name": recipient.name,
             "exchange_id": exchange.id,
@@ -428,17 +469,18 @@ class ExchangeFacts:
             "requester_name": self.requester_name,
             "summary": _summary(exchange.description),
             "cooperation_type": exchange.cooperation_type,
-            "note": extra.get("note", ""),
-            "reason": extra.get("reason", ""),
-            "candidate_count": extra.get("candidate_count", 0),
+            "note": "",
+            "reason": "",
+            "candidate_count": 0,
             "partner_organisation": partner_name,
             "host_cluster": CLUSTERS_BY_ID[self.partner.cluster_id].name if self.partner else "",
             "declined_organisation": partner_name,
-            "next_step": extra.get("next_step", "next_candidate"),
-            "outcome": extra.get("outcome", ""),
-            "rounds": extra.get("rounds", 0),
-            "months": max(1, round(float(extra.get("months", 6)))),
+            "next_step": "next_candidate",
+            "outcome": "",
+            "rounds": 0,
+            "months": 6,
         }
+        values.update(_email_fields(data.email))
         if data.kind == "introduction_made":
             values.update(self._introduction_sides(recipient))
         proposal = data.proposal
@@ -462,8 +504,8 @@ class ExchangeFacts:
                 mode=meeting.mode,
                 location=meeting.location,
                 meeting_start=meeting.start,
-                previous_start=extra.get("previous_start", meeting.start),
             )
+            values.setdefault("previous_start", meeting.start)
         return _only_fields(data.kind, values)
 
     def _introduction_sides(self, recipient: Recipient) -> dict[str, Any]:
@@ -509,6 +551,79 @@ class ExchangeFacts:
             "location": meeting.location,
             "attendees": [a for a in attendees if a["email"]],
         }
+
+
+def email_data(data: NotifyInput) -> EmailData | None:
+    """The kind's typed data; for a notify scheduled before there was any, read from `extra`."""
+    if data.email is not None or not data.extra:
+        return data.email
+    extra = data.extra
+    organisation_id = str(extra.get("organisation_id") or "")
+    reason = str(extra.get("reason") or "")
+    match data.kind:
+        case "request_rejected":
+            return RequestRejectedEmail(reason=reason)
+        case "changes_requested" | "changes_reminder" as kind:
+            return ChangesRequestedEmail(note=str(extra.get("note") or ""), kind=kind)
+        case "shortlist_needed":
+            return ShortlistNeededEmail(candidate_count=int(extra.get("candidate_count") or 0))
+        case (
+            "host_review_request"
+            | "host_review_reminder"
+            | "introduction_request"
+            | "introduction_reminder"
+            | "introduction_made"
+        ) as kind if organisation_id:
+            return CandidateEmail(organisation_id=organisation_id, kind=kind)
+        case "partner_declined" if organisation_id:
+            last = extra.get("next_step") == "back_to_matching"
+            return PartnerDeclinedEmail(
+                organisation_id=organisation_id,
+                next_step="back_to_matching" if last else "next_candidate",
+                reason=reason,
+            )
+        case "scheduling_stuck":
+            return SchedulingStuckEmail(rounds=int(extra.get("rounds") or 0))
+        case "meeting_rescheduled" if extra.get("previous_start"):
+            return MeetingRescheduledEmail(previous_start=str(extra["previous_start"]))
+        case "meeting_cancelled":
+            return MeetingCancelledEmail(reason=reason)
+        case "exchange_closed" if extra.get("outcome") in {o.value for o in Outcome}:
+            return ExchangeClosedEmail(outcome=Outcome(extra["outcome"]), reason=reason)
+        case "outcome_wave" if organisation_id:
+            months = round(float(extra.get("months") or 6))
+            return OutcomeWaveEmail(organisation_id=organisation_id, months=months)
+    return None
+
+
+def organisation_of(email: EmailData | None) -> str | None:
+    """The candidate organisation an e-mail is about, if any."""
+    match email:
+        case CandidateEmail() | PartnerDeclinedEmail() | OutcomeWaveEmail():
+            return email.organisation_id
+    return None
+
+
+def _email_fields(email: EmailData | None) -> dict[str, Any]:
+    """The context fields a kind's typed data fills in."""
+    match email:
+        case RequestRejectedEmail(reason=reason) | MeetingCancelledEmail(reason=reason):
+            return {"reason": reason}
+        case ChangesRequestedEmail(note=note):
+            return {"note": note}
+        case ShortlistNeededEmail(candidate_count=count):
+            return {"candidate_count": count}
+        case PartnerDeclinedEmail(next_step=next_step, reason=reason):
+            return {"next_step": next_step, "reason": reason}
+        case SchedulingStuckEmail(rounds=rounds):
+            return {"rounds": rounds}
+        case MeetingRescheduledEmail(previous_start=previous_start):
+            return {"previous_start": previous_start}
+        case ExchangeClosedEmail(outcome=outcome, reason=reason):
+            return {"outcome": outcome.value, "reason": reason}
+        case OutcomeWaveEmail(months=months):
+            return {"months": max(1, months)}
+    return {}
 
 
 def _summary(text: str) -> str:

@@ -1,14 +1,16 @@
 """Activities that write the SQL read model: transitions and the exchange timeline."""
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from temporalio import activity
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ActivityConfig
 
 from ce4big.db import session_scope
 from ce4big.domain import Outcome, Stage
@@ -32,6 +34,15 @@ class RecordEventInput:
 @dataclass(frozen=True)
 class RecordEventOutput:
     recorded: bool
+
+
+# How the workflows call record_event; the other bookkeeping activities share these options.
+RECORD_EVENT_OPTIONS = ActivityConfig(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(
+        maximum_interval=timedelta(minutes=1), non_retryable_error_types=["UnknownExchange"]
+    ),
+)
 
 
 class RecordActivities:

@@ -6,8 +6,9 @@ library. New fields get defaults, so that running workflows keep decoding.
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from ce4big.domain import Outcome
 from ce4big.lifecycle import CandidateInfo, Meeting, Proposal
 
 
@@ -52,6 +53,96 @@ class RecordSurveyInput:
     comment: str = ""
 
 
+# What an e-mail kind says beyond the exchange, its meeting and its proposal: one dataclass per
+# shape, tagged with the kinds it serves (the tag tells the union members apart on decoding).
+
+
+@dataclass(frozen=True)
+class RequestRejectedEmail:
+    reason: str
+    kind: Literal["request_rejected"] = "request_rejected"
+
+
+@dataclass(frozen=True)
+class ChangesRequestedEmail:
+    note: str
+    kind: Literal["changes_requested", "changes_reminder"] = "changes_requested"
+
+
+@dataclass(frozen=True)
+class ShortlistNeededEmail:
+    candidate_count: int
+    kind: Literal["shortlist_needed"] = "shortlist_needed"
+
+
+@dataclass(frozen=True)
+class CandidateEmail:
+    """An e-mail about one candidate organisation: its links act on that candidate only."""
+
+    organisation_id: str
+    kind: Literal[
+        "host_review_request",
+        "host_review_reminder",
+        "introduction_request",
+        "introduction_reminder",
+        "introduction_made",
+    ]
+
+
+@dataclass(frozen=True)
+class PartnerDeclinedEmail:
+    organisation_id: str
+    next_step: Literal["next_candidate", "back_to_matching"]
+    reason: str = ""
+    kind: Literal["partner_declined"] = "partner_declined"
+
+
+@dataclass(frozen=True)
+class SchedulingStuckEmail:
+    rounds: int
+    kind: Literal["scheduling_stuck"] = "scheduling_stuck"
+
+
+@dataclass(frozen=True)
+class MeetingRescheduledEmail:
+    previous_start: str  # ISO 8601 with offset
+    kind: Literal["meeting_rescheduled"] = "meeting_rescheduled"
+
+
+@dataclass(frozen=True)
+class MeetingCancelledEmail:
+    reason: str = ""
+    kind: Literal["meeting_cancelled"] = "meeting_cancelled"
+
+
+@dataclass(frozen=True)
+class ExchangeClosedEmail:
+    outcome: Outcome
+    reason: str = ""
+    kind: Literal["exchange_closed"] = "exchange_closed"
+
+
+@dataclass(frozen=True)
+class OutcomeWaveEmail:
+    organisation_id: str
+    months: int
+    kind: Literal["outcome_wave"] = "outcome_wave"
+
+
+EmailData = (
+    RequestRejectedEmail
+    | ChangesRequestedEmail
+    | ShortlistNeededEmail
+    | CandidateEmail
+    | PartnerDeclinedEmail
+    | SchedulingStuckEmail
+    | MeetingRescheduledEmail
+    | MeetingCancelledEmail
+    | ExchangeClosedEmail
+    | OutcomeWaveEmail
+)
+
+
 @dataclass(frozen=True)
 class NotifyInput:
     exchange_id: int
@@ -66,6 +157,10 @@ class NotifyInput:
     proposal: Proposal | None = None
     deadline: datetime | None = None
     since: datetime | None = None
+    # Kinds that say more than the fields above carry it here; its `kind` equals this `kind`.
+    email: EmailData | None = None
+    # Read only, never written: the untyped data of a notify that workflow code older than
+    # `email` scheduled, so that an attempt retried after the upgrade still says the same.
     extra: dict[str, Any] = field(default_factory=dict)
 
 

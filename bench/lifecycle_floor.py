@@ -15,8 +15,9 @@ from typing import Any
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.exchange import FIND_CANDIDATES_OPTIONS, NOTIFY_OPTIONS
+    from activities.records import RECORD_EVENT_OPTIONS
     from ce4big.lifecycle import Timings
-    from workflows.exchange import MATCH_OPTIONS, NOTIFY_OPTIONS, RECORD_OPTIONS
 
 HOUR = 3600.0
 
@@ -91,7 +92,7 @@ class FloorWorkflow:
         await self._noop("revoke_tokens")
         await self._notify("request_approved")
         # Matching and host review.
-        await self._noop("find_candidates", MATCH_OPTIONS)
+        await self._noop("find_candidates", FIND_CANDIDATES_OPTIONS)
         await self._record("candidates_found")
         await self._notify("shortlist_needed", "shortlist")
         await self._wait(
@@ -199,7 +200,7 @@ class FloorWorkflow:
 
     async def _record(self, kind: str) -> None:
         await workflow.execute_activity(
-            "floor_record", FloorCall(self._data.number, kind), **RECORD_OPTIONS
+            "floor_record", FloorCall(self._data.number, kind), **RECORD_EVENT_OPTIONS
         )
 
     async def _notify(self, kind: str, *ready: str) -> None:
@@ -207,5 +208,7 @@ class FloorWorkflow:
             "floor_notify", FloorCall(self._data.number, kind, list(ready)), **NOTIFY_OPTIONS
         )
 
-    async def _noop(self, kind: str, options: dict[str, Any] = RECORD_OPTIONS) -> None:
+    async def _noop(
+        self, kind: str, options: workflow.ActivityConfig = RECORD_EVENT_OPTIONS
+    ) -> None:
         await workflow.execute_activity("floor_noop", FloorCall(self._data.number, kind), **options)

@@ -10,8 +10,20 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.records import RecordEventInput
-    from activities.types import NotifyInput, RecordSurveyInput, RevokeTokensInput
+    from activities.exchange import (
+        NOTIFY_OPTIONS,
+        RECORD_SURVEY_OPTIONS,
+        REVOKE_TOKENS_OPTIONS,
+        ExchangeActivities,
+    )
+    from activities.records import RECORD_EVENT_OPTIONS, RecordActivities, RecordEventInput
+    from activities.types import (
+        NotifyInput,
+        OutcomeWaveEmail,
+        RecordSurveyInput,
+        RevokeTokensInput,
+    )
+    from ce4big.domain import Stage, WaveOutcome
     from ce4big.lifecycle import (
         INVALID_DECISION,
         PARTNER,
@@ -22,13 +34,13 @@ with workflow.unsafe.imports_passed_through():
         OutcomeAnswer,
         OutcomeWaveInput,
     )
-    from workflows.exchange import NOTIFY_OPTIONS, RECORD_OPTIONS, partner_audience, refuse
 
-OUTCOMES = frozenset(
-    {"no_further_contact", "valuable_contact", "negotiation_started", "agreement_reached"}
-)
-# The later the stage, the more it says: the recorded result is the furthest either side reached.
-PROGRESS = ("no_further_contact", "valuable_contact", "negotiation_started", "agreement_reached")
+from workflows.state import partner_audience
+from workflows.validators import one_of, refuse
+
+# The later the stage, the more it says: the recorded result is the furthest either side reached
+# (WaveOutcome lists them in order of progress).
+PROGRESS: tuple[str, ...] = tuple(o.value for o in WaveOutcome)
 
 
 @workflow.defn
@@ -45,15 +57,15 @@ class OutcomeWaveWorkflow:
         await workflow.sleep(timedelta(seconds=t.outcome_wave))
         self._open = True
         months = max(1, round(t.outcome_wave * t.time_scale / (30 * 86400)))
-        await workflow.execute_activity(
-            "notify",
+        await workflow.execute_activity_method(
+            ExchangeActivities.notify,
             NotifyInput(
                 exchange_id=data.exchange_id,
                 kind="outcome_wave",
                 audiences=[REQUESTER, partner_audience(data.partner_organisation_id)],
                 step_key=f"exchange-{data.exchange_id}:outcome_wave",
                 action="outcome",
-                extra={"organisation_id": data.partner_organisation_id, "months": months},
+                email=OutcomeWaveEmail(organisation_id=data.partner_organisation_id, months=months),
             ),
             **NOTIFY_OPTIONS,
         )
@@ -62,18 +74,18 @@ class OutcomeWaveWorkflow:
                 lambda: len(self._answers) == 2, timeout=timedelta(seconds=t.outcome_wave_close)
             )
         self._open = False
-        await workflow.execute_activity(
-            "revoke_tokens",
+        await workflow.execute_activity_method(
+            ExchangeActivities.revoke_tokens,
             RevokeTokensInput(exchange_id=data.exchange_id, action="outcome"),
-            **RECORD_OPTIONS,
+            **REVOKE_TOKENS_OPTIONS,
         )
         # An answer's record activity may still run: let it finish before the workflow does.
         await workflow.wait_condition(workflow.all_handlers_finished)
         if not self._answers:
             return None
         furthest = max(self._answers.values(), key=lambda a: PROGRESS.index(a.outcome))
-        await workflow.execute_activity(
-            "record_event",
+        await workflow.execute_activity_method(
+            RecordActivities.record_event,
             RecordEventInput(
                 exchange_id=data.exchange_id,
                 event_key=f"exchange-{data.exchange_id}:outcome_wave:recorded",
@@ -83,7 +95,7 @@ class OutcomeWaveWorkflow:
                 result=furthest.outcome,
                 agreement_type=furthest.agreement_type,
             ),
-            **RECORD_OPTIONS,
+            **RECORD_EVENT_OPTIONS,
         )
         return furthest.outcome
 
@@ -92,10 +104,10 @@ class OutcomeWaveWorkflow:
         side = self._side(answer)
         assert side is not None
         if self._answers.get(side) == answer:
-            return DecisionResult(stage="closed", detail="already answered")
+            return DecisionResult(stage=Stage.CLOSED.value, detail="already answered")
         self._answers[side] = answer
-        await workflow.execute_activity(
-            "record_survey",
+        await workflow.execute_activity_method(
+            ExchangeActivities.record_survey,
             RecordSurveyInput(
                 exchange_id=self._data.exchange_id,
                 respondent=side,
@@ -104,16 +116,16 @@ class OutcomeWaveWorkflow:
                 agreement_type=answer.agreement_type,
                 comment=answer.comment,
             ),
-            **RECORD_OPTIONS,
+            **RECORD_SURVEY_OPTIONS,
         )
-        return DecisionResult(stage="closed")
+        return DecisionResult(stage=Stage.CLOSED.value)
 
     @answer_outcome.validator
     def _validate(self, answer: OutcomeAnswer) -> None:
         side = self._side(answer)
         if side is None:
             raise refuse(WRONG_ACTOR, "only the requester or the partner reports the outcome")
-        if answer.outcome not in OUTCOMES:
+        if not one_of(WaveOutcome, answer.outcome):
             raise refuse(INVALID_DECISION, f"outcome: must be one of {', '.join(PROGRESS)}")
         if self._answers.get(side) == answer:
             return

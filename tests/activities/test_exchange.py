@@ -1,28 +1,38 @@
+import base64
+import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
 from icalendar import Calendar
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
+from temporalio.converter import value_to_type
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.email import EmailActivities
-from activities.exchange import ExchangeActivities
+from activities.exchange import ExchangeActivities, email_data
 from activities.types import (
+    CandidateEmail,
+    ChangesRequestedEmail,
+    ExchangeClosedEmail,
     FindCandidatesInput,
     FindCandidatesOutput,
     NotifyInput,
     NotifyOutput,
+    PartnerDeclinedEmail,
     RecordSurveyInput,
+    RequestRejectedEmail,
     RevokeTokensInput,
     UpdateCandidateInput,
 )
+from ce4big.domain import Outcome
 from ce4big.lifecycle import Meeting
 from ce4big.models import (
     ActionToken,
@@ -382,7 +392,7 @@ class TestNotify:
             world,
             kind="exchange_closed",
             audiences=EVERYONE,
-            extra={"outcome": "withdrawn", "reason": "found a partner at home"},
+            email=ExchangeClosedEmail(outcome=Outcome.WITHDRAWN, reason="found a partner at home"),
         )
 
         assert result == NotifyOutput(sent=len(EVERYONE_ADDRESSES))
@@ -443,7 +453,7 @@ class TestNotify:
             kind="introduction_request",
             audiences=[f"partner:{PARTNER_ID}"],
             action="introduction",
-            extra={"organisation_id": PARTNER_ID},
+            email=CandidateEmail(organisation_id=PARTNER_ID, kind="introduction_request"),
         )
 
         (received,) = mail.to(PARTNER_EMAIL)
@@ -455,7 +465,7 @@ class TestNotify:
     async def test_introduction_made_gives_each_side_the_others_contact(
         self, world: ExchangeWorld, mail: Mail
     ) -> None:
-        extra = {"organisation_id": PARTNER_ID}
+        made = CandidateEmail(organisation_id=PARTNER_ID, kind="introduction_made")
         await notify(
             mail,
             world,
@@ -463,7 +473,7 @@ class TestNotify:
             audiences=["requester"],
             action="slots",
             step_key="exchange-1:12:introduction_made",
-            extra={**extra, "side": "requester"},
+            email=made,
         )
         await notify(
             mail,
@@ -471,7 +481,7 @@ class TestNotify:
             kind="introduction_made",
             audiences=[f"partner:{PARTNER_ID}"],
             step_key="exchange-1:13:introduction_made",
-            extra={**extra, "side": "partner"},
+            email=made,
         )
 
         to_requester = text_of(mail.one_to(REQUESTER_EMAIL))
@@ -487,7 +497,7 @@ class TestNotify:
     ) -> None:
         add_candidate(session, world, PARTNER_ID, intro_status="accepted")
 
-        # As the workflow sends it: the partner is the one who accepted, not named in `extra`.
+        # As the workflow sends it: no e-mail data names the partner, who is the one who accepted.
         await notify(
             mail,
             world,
@@ -546,6 +556,37 @@ class TestNotify:
 
         assert (failure.value.type, failure.value.non_retryable) == ("UnknownExchange", True)
 
+    async def test_data_of_another_kind_fails_for_good(
+        self, world: ExchangeWorld, mail: Mail
+    ) -> None:
+        with pytest.raises(ApplicationError) as failure:
+            await notify(
+                mail,
+                world,
+                kind="request_rejected",
+                audiences=["requester"],
+                email=ChangesRequestedEmail(note="add a budget"),
+            )
+
+        assert (failure.value.type, failure.value.non_retryable) == ("EmailContextError", True)
+        assert mail.handler.received == []
+
+    async def test_partner_declined_names_the_partner_the_reason_and_the_next_step(
+        self, world: ExchangeWorld, mail: Mail
+    ) -> None:
+        await notify(
+            mail,
+            world,
+            kind="partner_declined",
+            audiences=["requester"],
+            email=PartnerDeclinedEmail(
+                organisation_id=PARTNER_ID, next_step="back_to_matching", reason="fully booked"
+            ),
+        )
+
+        text = text_of(mail.one_to(REQUESTER_EMAIL))
+        assert "Munich Genetic Toxicology" in text and "fully booked" in text
+
 
 class TestRecordSurvey:
     def test_one_row_per_exchange_respondent_and_wave(
@@ -596,3 +637,47 @@ class TestRecordSurvey:
             ("survey", "requester", "cooperation_possible", 5, 9, "very useful"),
         ]
         assert rows[0].agreement_type == "licensing"
+
+
+def recorded_notify_inputs() -> list[tuple[dict[str, Any], NotifyInput]]:
+    """Every notify input in the recorded histories, as workflow code before typed e-mail data
+    scheduled it: with its data in `extra`."""
+    found = []
+    for path in sorted((Path(__file__).parents[1] / "workflows" / "histories").glob("*.json")):
+        for event in json.loads(path.read_text())["events"]:
+            scheduled = event.get("activityTaskScheduledEventAttributes")
+            if scheduled and scheduled["activityType"]["name"] == "notify":
+                raw = json.loads(base64.b64decode(scheduled["input"]["payloads"][0]["data"]))
+                found.append((raw, value_to_type(NotifyInput, raw, [])))
+    return found
+
+
+class TestEmailDataOfOlderNotifies:
+    def test_an_attempt_scheduled_with_extra_gets_the_same_data_typed(self) -> None:
+        recorded = recorded_notify_inputs()
+        assert {"partner_declined", "exchange_closed", "outcome_wave"} <= {
+            data.kind for _, data in recorded
+        }
+        for raw, data in recorded:
+            email = email_data(data)
+            # `side` never reached an e-mail; a `previous_start` of None is a first confirmation.
+            said = {k: v for k, v in raw["extra"].items() if k != "side" and v is not None}
+            if email is None:
+                assert said == {}, data.kind
+                continue
+            assert email.kind == data.kind
+            typed = {k: v for k, v in asdict(email).items() if k != "kind"}
+            assert said.items() <= typed.items(), data.kind
+
+    def test_typed_data_wins_over_extra(self) -> None:
+        email = RequestRejectedEmail(reason="typed")
+        data = NotifyInput(
+            exchange_id=1,
+            kind="request_rejected",
+            audiences=[],
+            step_key=STEP,
+            email=email,
+            extra={"reason": "untyped"},
+        )
+
+        assert email_data(data) is email

@@ -7,6 +7,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
+from activities.types import ExchangeClosedEmail, PartnerDeclinedEmail, RequestRejectedEmail
+from ce4big.domain import Outcome
 from ce4big.lifecycle import (
     Amendment,
     Closure,
@@ -181,7 +183,7 @@ class TestVetting:
         assert await handle.result() == "rejected"
         rejected = harness.fakes.sent_of("request_rejected")
         assert rejected[0].audiences == ["requester"]
-        assert rejected[0].data.extra["reason"] == "outside the programme"
+        assert rejected[0].data.email == RequestRejectedEmail(reason="outside the programme")
         assert "exchange_closed" not in harness.fakes.kinds()
 
     async def test_request_changes_then_amend_then_approve(self, harness: Harness) -> None:
@@ -208,7 +210,8 @@ class TestVetting:
         reminders = harness.fakes.sent_of("changes_reminder")
         assert len(reminders) == 1
         closed = harness.fakes.sent_of("exchange_closed")[0]
-        assert closed.data.extra["outcome"] == "expired"
+        assert isinstance(closed.data.email, ExchangeClosedEmail)
+        assert closed.data.email.outcome == "expired"
         assert "requester" in closed.audiences
 
     async def test_reminder_then_escalation_at_their_times_and_never_after(
@@ -289,8 +292,9 @@ class TestMatchingAndIntroduction:
         assert state.stage == "introduction"
         declined = (await harness.fakes.wait_sent("partner_declined"))[0]
         assert declined.audiences == ["requester", "home_brokers"]
-        assert declined.data.extra["next_step"] == "next_candidate"
-        assert declined.data.extra["reason"] == "fully booked"
+        assert declined.data.email == PartnerDeclinedEmail(
+            organisation_id="bm-1", next_step="next_candidate", reason="fully booked"
+        )
 
     async def test_silent_partner_is_reminded_then_passed_over(self, harness: Harness) -> None:
         handle = await harness.start()
@@ -507,7 +511,8 @@ class TestWithdrawAndCancel:
         await handle.execute_update(ExchangeWorkflow.withdraw, Closure(REQUESTER, "found one"))
         assert await handle.result() == "withdrawn"
         closed = harness.fakes.sent_of("exchange_closed")[0]
-        assert closed.data.extra["outcome"] == "withdrawn"
+        assert isinstance(closed.data.email, ExchangeClosedEmail)
+        assert closed.data.email.outcome == "withdrawn"
         assert "requester" in closed.audiences and "home_brokers" in closed.audiences
         partner_contacted = stage in STAGE_STEPS[STAGE_STEPS.index("introduction") :]
         assert ("partner:bm-1" in closed.audiences) == partner_contacted
@@ -523,7 +528,8 @@ class TestWithdrawAndCancel:
         await approve(handle)
         await handle.execute_update(ExchangeWorkflow.cancel, Closure(MANAGER, "duplicate"))
         assert await handle.result() == "cancelled"
-        assert harness.fakes.sent_of("exchange_closed")[0].data.extra["reason"] == "duplicate"
+        closed = harness.fakes.sent_of("exchange_closed")[0].data.email
+        assert closed == ExchangeClosedEmail(outcome=Outcome.CANCELLED, reason="duplicate")
 
     async def test_only_the_requester_withdraws_and_only_managers_cancel(
         self, harness: Harness

@@ -24,6 +24,7 @@ CLUSTERS: tuple[ClusterInfo, ...] = (
 CLUSTER_IDS = frozenset(c.id for c in CLUSTERS)
 CLUSTERS_BY_ID = {c.id: c for c in CLUSTERS}
 
+
 class Language(StrEnum):
     """The languages of pages, e-mails and catalogue text."""
 

@@ -19,7 +19,6 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from ce4big.mailerrors import EmailContextError
 
 LANGUAGES: tuple[str, ...] = ("en", "fr", "de", "pl")
-DEFAULT_LANGUAGE = "en"
 DEFAULT_TIMEZONE = "UTC"
 
 
@@ -45,19 +44,6 @@ AbsoluteUrl = Annotated[str, AfterValidator(_absolute_http_url)]
 TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
 MeetingMode = Literal["video", "in_person", "phone"]
 ClosedOutcome = Literal["completed", "withdrawn", "cancelled", "no_partner", "expired", "rejected"]
-
-
-def normalise_language(value: str | None) -> str | None:
-    """`fr-BE` and `FR` are French; a language without templates is no choice at all."""
-    if not value:
-        return None
-    primary = value.strip().replace("_", "-").split("-")[0].lower()
-    return primary if primary in LANGUAGES else None
-
-
-def choose_language(preferred: str | None, cluster_language: str | None) -> str:
-    """The user's preferred language, else the recipient organisation's cluster language."""
-    return normalise_language(preferred) or normalise_language(cluster_language) or DEFAULT_LANGUAGE
 
 
 def choose_timezone(preferred: str | None, cluster_timezone: str | None) -> str:

@@ -1,3 +1,4 @@
+import html
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -210,7 +211,8 @@ async def post_form(
 
 
 def says(response: httpx.Response, language: str, message: str, **values: Any) -> bool:
-    return str(escape(translate(language, message, **values))) in response.text
+    """The page shows the message, translated, as the reader sees it."""
+    return translate(language, message, **values) in html.unescape(response.text)
 
 
 class TestShowLinkPage:

@@ -10,14 +10,13 @@ from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from ce4big.i18n import negotiate_language
 from ce4big.mailerrors import EmailError, PermanentEmailError, TemporaryEmailError
 from ce4big.maillog import EmailStatus, claim_email, record_failure, record_sent
 from ce4big.settings import Settings
 from emails.contexts import (
-    DEFAULT_LANGUAGE,
     Person,
     choose_timezone,
-    normalise_language,
     parse_context,
     parse_invite,
 )
@@ -94,7 +93,7 @@ class EmailActivities:
         message_id = message_id_for(
             idempotency_key=data.idempotency_key, domain=self._sender.domain
         )
-        language = normalise_language(data.language) or DEFAULT_LANGUAGE
+        language = negotiate_language(data.language)
         try:
             claim = await asyncio.to_thread(
                 claim_email,

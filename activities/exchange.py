@@ -39,6 +39,7 @@ from ce4big.catalogue.matching import rank_candidates
 from ce4big.db import session_scope
 from ce4big.domain import CLUSTERS_BY_ID, Outcome, Role
 from ce4big.exchanges import match_request_for
+from ce4big.i18n import negotiate_language
 from ce4big.lifecycle import PARTNER, REQUESTER, CandidateInfo
 from ce4big.models import (
     ActionToken,
@@ -52,7 +53,7 @@ from ce4big.models import (
 )
 from ce4big.security import new_token
 from ce4big.settings import Settings
-from emails.contexts import KINDS, choose_language, choose_timezone
+from emails.contexts import KINDS, choose_timezone
 
 MAX_CANDIDATES = 20
 SUMMARY_CHARS = 600
@@ -103,7 +104,7 @@ def _user_recipient(user: User, side: str) -> Recipient:
     return Recipient(
         email=user.email,
         name=user.name,
-        language=choose_language(user.language, cluster.language if cluster else None),
+        language=negotiate_language(user.language, cluster.language if cluster else None),
         timezone=choose_timezone(user.timezone, cluster.timezone if cluster else None),
         side=side,
         user_id=user.id,
@@ -120,7 +121,7 @@ def _organisation_recipient(organisation: Organisation) -> Recipient | None:
     return Recipient(
         email=organisation.contact_email,
         name=organisation.contact_name,
-        language=choose_language(None, cluster.language if cluster else None),
+        language=negotiate_language(None, cluster.language if cluster else None),
         timezone=choose_timezone(None, cluster.timezone if cluster else None),
         side=PARTNER,
         organisation_id=organisation.id,

@@ -1,70 +1,238 @@
-"""Words the pages and e-mails share, per language: labels of closed vocabularies and date
-patterns."""
+"""Text for people in their language: gettext catalogues, the choice of language, and the one way
+pages and e-mails write dates, times and the labels of closed vocabularies.
 
+Messages are English in the code and templates; `locales/<language>/LC_MESSAGES/messages.po`
+holds each translation. The catalogues are compiled in memory on first use, so that a fresh clone
+runs without a build step and a stale compiled file can never hide an edited one.
+"""
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from functools import cache
+from gettext import NullTranslations
+from io import BytesIO
+from pathlib import Path
 from typing import Final
+from zoneinfo import ZoneInfo
 
+from babel.dates import format_date as babel_format_date
+from babel.dates import format_time, format_timedelta
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+from jinja2 import Environment, pass_context
+from jinja2.runtime import Context
+
+from ce4big.domain import (
+    LANGUAGES,
+    CooperationType,
+    Language,
+    MeetingMode,
+    Outcome,
+    Stage,
+    SurveyOutcome,
+    WaveOutcome,
+)
+
+LOCALES_DIR: Final = Path(__file__).resolve().parent / "locales"
+DOMAIN: Final = "messages"
+DEFAULT_LANGUAGE: Final = Language.EN
 # English is written for European readers: day before month, 24-hour clock.
 BABEL_LOCALES: Final = {"en": "en_GB", "fr": "fr_FR", "de": "de_DE", "pl": "pl_PL"}
+EN_DASH: Final = "\N{EN DASH}"
+
+
+def N_(message: str) -> str:
+    """Marks a message for extraction; it is translated where it is shown."""
+    return message
+
+
+LABELS: Final[Mapping[type[StrEnum], Mapping[str, str]]] = {
+    CooperationType: {
+        CooperationType.SERVICE_AGREEMENT: N_("service agreement"),
+        CooperationType.SUBCONTRACTING: N_("subcontracting"),
+        CooperationType.RESEARCH_COOPERATION: N_("research cooperation"),
+        CooperationType.TECHNICAL_COOPERATION: N_("technical cooperation"),
+        CooperationType.COMMERCIAL_AGREEMENT: N_("commercial agreement"),
+        CooperationType.LICENSING: N_("licensing"),
+        CooperationType.JOINT_EU_PROJECT: N_("joint EU project"),
+    },
+    MeetingMode: {
+        MeetingMode.VIDEO: N_("video call"),
+        MeetingMode.IN_PERSON: N_("in person"),
+        MeetingMode.PHONE: N_("phone call"),
+    },
+    Stage: {
+        Stage.VETTING: N_("Vetting by the cluster"),
+        Stage.CHANGES_REQUESTED: N_("Changes requested"),
+        Stage.MATCHING: N_("Looking for partners"),
+        Stage.HOST_REVIEW: N_("Review by the partners' clusters"),
+        Stage.INTRODUCTION: N_("Introduction"),
+        Stage.SCHEDULING: N_("Scheduling the meeting"),
+        Stage.MEETING_SCHEDULED: N_("Meeting scheduled"),
+        Stage.FOLLOW_UP: N_("Follow-up"),
+        Stage.CLOSED: N_("Closed"),
+    },
+    Outcome: {
+        Outcome.COMPLETED: N_("Completed"),
+        Outcome.REJECTED: N_("Rejected"),
+        Outcome.WITHDRAWN: N_("Withdrawn"),
+        Outcome.CANCELLED: N_("Cancelled"),
+        Outcome.NO_PARTNER: N_("No partner found"),
+        Outcome.EXPIRED: N_("Expired"),
+    },
+    SurveyOutcome: {
+        SurveyOutcome.DID_NOT_TAKE_PLACE: N_("The meeting did not take place"),
+        SurveyOutcome.INSUFFICIENT_INTEREST: N_("Not enough common interest"),
+        SurveyOutcome.INFORMATIVE_NO_COOPERATION: N_("Informative, but no cooperation in view"),
+        SurveyOutcome.COOPERATION_POSSIBLE: N_("A cooperation looks possible"),
+    },
+    WaveOutcome: {
+        WaveOutcome.NO_FURTHER_CONTACT: N_("No further contact"),
+        WaveOutcome.VALUABLE_CONTACT: N_("A valuable contact, nothing concrete yet"),
+        WaveOutcome.NEGOTIATION_STARTED: N_("Negotiations have started"),
+        WaveOutcome.AGREEMENT_REACHED: N_("An agreement was reached"),
+    },
+}
+
 
 # How a date and a time join in a sentence ("le mardi 31 mars 2026 à 10:00").
-DATETIME_PATTERNS: Final = {
-    "en": "{date} at {time}",
-    "fr": "{date} à {time}",
-    "de": "{date} um {time}",
-    "pl": "{date}, godz. {time}",
-}
+_DATE_AT_TIME: Final = N_("%(date)s at %(time)s")
 
-LABELS: Final[dict[str, dict[str, dict[str, str]]]] = {
-    "cooperation": {
-        "en": {
-            "service_agreement": "service agreement",
-            "subcontracting": "subcontracting",
-            "research_cooperation": "research cooperation",
-            "technical_cooperation": "technical cooperation",
-            "commercial_agreement": "commercial agreement",
-            "licensing": "licensing",
-            "joint_eu_project": "joint EU project",
-        },
-        "fr": {
-            "service_agreement": "prestation de services",
-            "subcontracting": "sous-traitance",
-            "research_cooperation": "coopération de recherche",
-            "technical_cooperation": "coopération technique",
-            "commercial_agreement": "accord commercial",
-            "licensing": "licence",
-            "joint_eu_project": "projet européen commun",
-        },
-        "de": {
-            "service_agreement": "Dienstleistungsvertrag",
-            "subcontracting": "Unterauftragsvergabe",
-            "research_cooperation": "Forschungskooperation",
-            "technical_cooperation": "technische Kooperation",
-            "commercial_agreement": "Handelsvereinbarung",
-            "licensing": "Lizenzierung",
-            "joint_eu_project": "gemeinsames EU-Projekt",
-        },
-        "pl": {
-            "service_agreement": "umowa o świadczenie usług",
-            "subcontracting": "podwykonawstwo",
-            "research_cooperation": "współpraca badawcza",
-            "technical_cooperation": "współpraca techniczna",
-            "commercial_agreement": "umowa handlowa",
-            "licensing": "licencjonowanie",
-            "joint_eu_project": "wspólny projekt UE",
-        },
-    },
-    "meeting_mode": {
-        "en": {"video": "video call", "in_person": "in person", "phone": "phone call"},
-        "fr": {"video": "visioconférence", "in_person": "en présentiel", "phone": "téléphone"},
-        "de": {
-            "video": "Videokonferenz",
-            "in_person": "persönliches Treffen",
-            "phone": "Telefonat",
-        },
-        "pl": {
-            "video": "wideokonferencja",
-            "in_person": "spotkanie osobiste",
-            "phone": "rozmowa telefoniczna",
-        },
-    },
-}
+
+def catalogue_path(language: str) -> Path:
+    return LOCALES_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+@cache
+def translations(language: str) -> NullTranslations:
+    """The language's catalogue, compiled from its .po once per process; English is the
+    messages themselves."""
+    if language == DEFAULT_LANGUAGE or language not in LANGUAGES:
+        return NullTranslations()
+    with catalogue_path(language).open("rb") as po:
+        catalog = read_po(po, locale=language, domain=DOMAIN)
+    compiled = BytesIO()
+    write_mo(compiled, catalog)
+    compiled.seek(0)
+    return Translations(compiled, domain=DOMAIN)
+
+
+def translate(language: str, message: str, **values: object) -> str:
+    """`message` in `language`, its `%(name)s` placeholders filled from `values`."""
+    text = translations(language).gettext(message)
+    return text % values if values else text
+
+
+def label(language: str, vocabulary: type[StrEnum], value: str) -> str:
+    message = LABELS[vocabulary].get(value)
+    return translate(language, message) if message else value.replace("_", " ")
+
+
+def normalise_language(value: str | None) -> str | None:
+    """`fr-BE` and `FR` are French; a language without translations is no choice at all."""
+    if not value:
+        return None
+    primary = value.strip().replace("_", "-").split("-")[0].lower()
+    return primary if primary in LANGUAGES else None
+
+
+def _accepted(header: str | None) -> list[str]:
+    ranked: list[tuple[float, int, str]] = []
+    for position, item in enumerate((header or "").split(",")):
+        tag, _, params = item.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                continue
+        language = normalise_language(tag)
+        if language and quality > 0:
+            ranked.append((-quality, position, language))
+    return [language for _, _, language in sorted(ranked)]
+
+
+def negotiate_language(*preferred: str | None, accept_language: str | None = None) -> str:
+    """The first known language among the preferred ones (the user's setting, then the link's
+    or the cluster's), then the browser's best choice, then English."""
+    for candidate in (*preferred, *_accepted(accept_language)):
+        if language := normalise_language(candidate):
+            return language
+    return DEFAULT_LANGUAGE
+
+
+def _local(value: datetime, zone: str) -> datetime:
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(ZoneInfo(zone))
+
+
+def _time(value: datetime, zone: str, language: str) -> str:
+    return format_time(value, "short", tzinfo=ZoneInfo(zone), locale=BABEL_LOCALES[language])
+
+
+def _zone_name(value: datetime, zone: str, language: str) -> str:
+    # The long name says whether summer time applies, which an offset alone leaves unclear.
+    return format_time(value, "zzzz", tzinfo=ZoneInfo(zone), locale=BABEL_LOCALES[language])
+
+
+def format_date(value: datetime, *, zone: str, language: str) -> str:
+    """`31 March 2026`, the day in the reader's zone."""
+    return babel_format_date(_local(value, zone), "long", locale=BABEL_LOCALES[language])
+
+
+def format_datetime(value: datetime, *, zone: str, language: str) -> str:
+    """`Tuesday, 31 March 2026 at 10:00 (Central European Summer Time)`."""
+    local = _local(value, zone)
+    date = babel_format_date(local, "full", locale=BABEL_LOCALES[language])
+    moment = translate(language, _DATE_AT_TIME, date=date, time=_time(local, zone, language))
+    return f"{moment} ({_zone_name(local, zone, language)})"
+
+
+def format_span(start: datetime, end: datetime, *, zone: str, language: str) -> str:
+    """`Tuesday, 31 March 2026, 10:00-11:00 (Central European Summer Time)`, with an en dash;
+    a span over midnight names both days."""
+    local_start, local_end = _local(start, zone), _local(end, zone)
+    if local_start.date() != local_end.date():
+        first = format_datetime(start, zone=zone, language=language)
+        return f"{first} {EN_DASH} {format_datetime(end, zone=zone, language=language)}"
+    date = babel_format_date(local_start, "full", locale=BABEL_LOCALES[language])
+    times = EN_DASH.join(_time(t, zone, language) for t in (local_start, local_end))
+    return f"{date}, {times} ({_zone_name(local_start, zone, language)})"
+
+
+def format_months_ago(months: int, *, language: str) -> str:
+    # A high threshold keeps "18 months ago" from being rounded to "2 years ago".
+    return format_timedelta(
+        timedelta(days=-30.44 * months),
+        granularity="month",
+        threshold=1000,
+        add_direction=True,
+        locale=BABEL_LOCALES[language],
+    )
+
+
+@pass_context
+def _template_gettext(ctx: Context, message: str) -> str:
+    return translations(ctx["language"]).gettext(message)
+
+
+@pass_context
+def _template_ngettext(ctx: Context, singular: str, plural: str, count: int) -> str:
+    return translations(ctx["language"]).ngettext(singular, plural, count)
+
+
+@pass_context
+def _template_pgettext(ctx: Context, context: str, message: str) -> str:
+    return translations(ctx["language"]).pgettext(context, message)
+
+
+def install_gettext(env: Environment) -> None:
+    """`_()`, `{% trans %}` and `pgettext()` in the templates of `env`, in the language the
+    template context names: one environment serves every language."""
+    env.add_extension("jinja2.ext.i18n")
+    # Added to the environment by the extension above.
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        _template_gettext, _template_ngettext, newstyle=True, pgettext=_template_pgettext
+    )

@@ -16,10 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from ce4big.domain import LANGUAGES, MeetingMode, Outcome
+from ce4big.domain import MeetingMode, Outcome
 from ce4big.mailerrors import EmailContextError
 
-DEFAULT_LANGUAGE = "en"
 DEFAULT_TIMEZONE = "UTC"
 
 
@@ -43,19 +42,6 @@ def _known_timezone(value: str) -> str:
 
 AbsoluteUrl = Annotated[str, AfterValidator(_absolute_http_url)]
 TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
-
-
-def normalise_language(value: str | None) -> str | None:
-    """`fr-BE` and `FR` are French; a language without templates is no choice at all."""
-    if not value:
-        return None
-    primary = value.strip().replace("_", "-").split("-")[0].lower()
-    return primary if primary in LANGUAGES else None
-
-
-def choose_language(preferred: str | None, cluster_language: str | None) -> str:
-    """The user's preferred language, else the recipient organisation's cluster language."""
-    return normalise_language(preferred) or normalise_language(cluster_language) or DEFAULT_LANGUAGE
 
 
 def choose_timezone(preferred: str | None, cluster_timezone: str | None) -> str:

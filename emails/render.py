@@ -1,19 +1,18 @@
 """Rendering: a typed context in, a subject, an HTML part and a text part out.
 
-Templates live in `emails/templates/<language>/<kind>.{subject.txt,html,txt}`. HTML templates
-autoescape; every template runs with `StrictUndefined`, so a missing field fails loudly.
-Dates and times are shown in the recipient's language and time zone.
+Each kind has one template per part, `emails/templates/<kind>.{subject.txt,html,txt}`, written
+in English and translated through the gettext catalogues of `ce4big.i18n` into the language the
+render names. HTML templates autoescape; every template runs with `StrictUndefined`, so a missing
+field fails loudly. Dates and times are shown in the recipient's language and time zone.
 """
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_time, format_timedelta
 from jinja2 import (
     Environment,
     FileSystemLoader,
@@ -25,14 +24,21 @@ from jinja2 import (
 from jinja2.runtime import Context
 from markupsafe import Markup, escape
 
-from ce4big.domain import LANGUAGES
-from ce4big.i18n import BABEL_LOCALES, DATETIME_PATTERNS, LABELS
+from ce4big.domain import LANGUAGES, CooperationType, MeetingMode
+from ce4big.i18n import (
+    format_date,
+    format_datetime,
+    format_months_ago,
+    format_span,
+    install_gettext,
+    label,
+)
 from ce4big.mailerrors import EmailContextError
 from emails.contexts import EmailContext, Slot
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 SUBJECT_MAX_CHARS = 250
-EN_DASH = "\N{EN DASH}"
+VOCABULARIES = {"cooperation": CooperationType, "meeting_mode": MeetingMode}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,46 +48,19 @@ class RenderedEmail:
     text: str
 
 
-def _locale(ctx: Context) -> str:
-    return BABEL_LOCALES[ctx["language"]]
-
-
-def _zone(ctx: Context) -> ZoneInfo:
-    return ZoneInfo(ctx["timezone"])
-
-
-def _local(ctx: Context, value: datetime) -> datetime:
-    return value.astimezone(_zone(ctx))
-
-
-def _zone_name(ctx: Context, value: datetime) -> str:
-    # The long name says whether summer time applies, which an offset alone leaves unclear.
-    return format_time(_local(ctx, value), "zzzz", tzinfo=_zone(ctx), locale=_locale(ctx))
-
-
-def _time(ctx: Context, value: datetime) -> str:
-    return format_time(_local(ctx, value), "short", tzinfo=_zone(ctx), locale=_locale(ctx))
-
-
 @pass_context
 def format_date_filter(ctx: Context, value: datetime) -> str:
-    return format_date(_local(ctx, value), "long", locale=_locale(ctx))
+    return format_date(value, zone=ctx["timezone"], language=ctx["language"])
 
 
 @pass_context
 def format_datetime_filter(ctx: Context, value: datetime) -> str:
-    date = format_date(_local(ctx, value), "full", locale=_locale(ctx))
-    joined = DATETIME_PATTERNS[ctx["language"]].format(date=date, time=_time(ctx, value))
-    return f"{joined} ({_zone_name(ctx, value)})"
+    return format_datetime(value, zone=ctx["timezone"], language=ctx["language"])
 
 
 @pass_context
 def format_span_filter(ctx: Context, start: datetime, end: datetime) -> str:
-    local_start, local_end = _local(ctx, start), _local(ctx, end)
-    if local_start.date() != local_end.date():
-        return f"{format_datetime_filter(ctx, start)} {EN_DASH} {format_datetime_filter(ctx, end)}"
-    date = format_date(local_start, "full", locale=_locale(ctx))
-    return f"{date}, {_time(ctx, start)}{EN_DASH}{_time(ctx, end)} ({_zone_name(ctx, start)})"
+    return format_span(start, end, zone=ctx["timezone"], language=ctx["language"])
 
 
 @pass_context
@@ -91,19 +70,12 @@ def format_slot_filter(ctx: Context, slot: Slot) -> str:
 
 @pass_context
 def ago_filter(ctx: Context, months: int) -> str:
-    # A high threshold keeps "18 months ago" from being rounded to "2 years ago".
-    return format_timedelta(
-        timedelta(days=-30.44 * months),
-        granularity="month",
-        threshold=1000,
-        add_direction=True,
-        locale=_locale(ctx),
-    )
+    return format_months_ago(months, language=ctx["language"])
 
 
 @pass_context
 def label_filter(ctx: Context, value: str, vocabulary: str) -> str:
-    return LABELS[vocabulary][ctx["language"]].get(value, value.replace("_", " "))
+    return label(ctx["language"], VOCABULARIES[vocabulary], value)
 
 
 def ucfirst_filter(value: str) -> str:
@@ -128,6 +100,7 @@ def build_environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    install_gettext(env)
     env.filters.update(
         date=format_date_filter,
         datetime=format_datetime_filter,
@@ -168,22 +141,22 @@ class EmailRenderer:
         self, *, kind: str, context: EmailContext, language: str, timezone: str
     ) -> RenderedEmail:
         if language not in LANGUAGES:
-            raise EmailContextError(f"no templates for language {language!r}")
+            raise EmailContextError(f"no translation for language {language!r}")
         values: dict[str, Any] = {
             name: getattr(context, name) for name in type(context).model_fields
         }
         values.update(kind=kind, language=language, timezone=timezone)
         try:
-            subject = _subject(self._template(language, kind, "subject.txt").render(values))
+            subject = _subject(self._template(kind, "subject.txt").render(values))
             values["subject"] = subject
-            html = self._template(language, kind, "html").render(values)
-            text = _tidy_text(self._template(language, kind, "txt").render(values))
+            html = self._template(kind, "html").render(values)
+            text = _tidy_text(self._template(kind, "txt").render(values))
         except TemplateNotFound as exc:
             raise EmailContextError(f"no template {exc.name!r}") from exc
         return RenderedEmail(subject=subject, html=html, text=text)
 
-    def _template(self, language: str, kind: str, part: str) -> Any:
-        return self._env.get_template(f"{language}/{kind}.{part}")
+    def _template(self, kind: str, part: str) -> Any:
+        return self._env.get_template(f"{kind}.{part}")
 
 
 @lru_cache(maxsize=1)

@@ -11,13 +11,11 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from functools import partial
+from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_time
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -29,11 +27,18 @@ from starlette.templating import Jinja2Templates
 from temporalio.client import Client
 
 from api.deps import EngineDep, SettingsDep, TemporalDep
-from api.pages_i18n import FIELD_TEXTS, TEXTS, choose_language, text
 from ce4big.db import run_in_session
-from ce4big.domain import CooperationType
+from ce4big.domain import CooperationType, MeetingMode, Outcome, Stage, SurveyOutcome, WaveOutcome
 from ce4big.errors import AppError, Forbidden, Invalid, NotFound
-from ce4big.i18n import BABEL_LOCALES, DATETIME_PATTERNS, LABELS
+from ce4big.i18n import (
+    N_,
+    format_datetime,
+    format_span,
+    install_gettext,
+    label,
+    negotiate_language,
+    translate,
+)
 from ce4big.links import Link, act_on_link, describe_link, open_link_async
 from ce4big.models import DESCRIPTION_MAX, NOTE_MAX, TITLE_MAX, ActionToken
 from ce4big.schemas import MAX_SLOTS, ActionBody
@@ -47,19 +52,6 @@ CSRF_FIELD = "csrf"
 TOKEN_MIN, TOKEN_MAX = 16, 100
 SLOT_MINUTES = (30, 45, 60, 90, 120)
 DEFAULT_SLOT_MINUTES = 60
-SURVEY_OUTCOMES = (
-    "did_not_take_place",
-    "insufficient_interest",
-    "informative_no_cooperation",
-    "cooperation_possible",
-)
-WAVE_OUTCOMES = (
-    "no_further_contact",
-    "valuable_contact",
-    "negotiation_started",
-    "agreement_reached",
-)
-MEETING_MODES = ("video", "in_person", "phone")
 # Offered for counter-proposals; the viewer's and the proposer's zones are added when missing.
 ZONES = (
     "Europe/Brussels",
@@ -93,6 +85,139 @@ ZONES = (
     "Asia/Kolkata",
     "Australia/Sydney",
 )
+
+# Who asks, when the requester's name is not shown.
+A_MEMBER = N_("a member company")
+# What each kind of link asks, and what it is for.
+HEADINGS: dict[str, str] = {
+    "introduction": N_("Introduction request"),
+    "vet": N_("Vet this exchange request"),
+    "amend": N_("Amend your request"),
+    "shortlist": N_("Choose the candidates to approach"),
+    "host_review": N_("An introduction into your cluster"),
+    "slots": N_("Choose a meeting time"),
+    "survey": N_("How did the meeting go?"),
+    "outcome": N_("What came of this exchange?"),
+    "view": N_("Where this exchange stands"),
+}
+
+LEADS: dict[str, str] = {
+    "introduction": N_(
+        "%(requester)s (%(cluster)s) is looking for a partner, and %(subject)s was proposed. If "
+        "you accept, both sides receive each other's contact details by e-mail. If you decline, "
+        "nobody will contact you about this request."
+    ),
+    "vet": N_(
+        "A member of your cluster sent this request. Approve it to start the search for partners, "
+        "ask for changes, or reject it with a reason."
+    ),
+    "amend": N_("Your cluster's broker asked for changes. Edit the request and send it back."),
+    "shortlist": N_(
+        "The search found these candidates in other clusters. Choose 1 to 5 of them; their "
+        "clusters review each one before anyone is contacted."
+    ),
+    "host_review": N_(
+        "%(requester)s (%(cluster)s) would like to be introduced to %(subject)s, a member of your "
+        "cluster. Endorse the introduction, or veto it with a note."
+    ),
+    "slots": N_("Pick one of the proposed slots to confirm the meeting, or propose others."),
+    "survey": N_("A few answers help the clusters show what the programme achieves."),
+    "outcome": N_("Some months have passed since your meeting. Tell us where things stand."),
+    "view": N_("This link only shows where the exchange stands: there is nothing to decide here."),
+}
+# What the recipient is told after each decision.
+DONE_MESSAGES: dict[str, str] = {
+    "accept": N_(
+        "You accepted the introduction. Both sides will receive each other's contact details by "
+        "e-mail."
+    ),
+    "decline": N_("You declined the introduction. Nobody will contact you about this request."),
+    "approve": N_("You approved the request: the search for partners starts now."),
+    "reject": N_("You rejected the request. The requester is told why."),
+    "request_changes": N_("You asked for changes. The requester will amend the request."),
+    "amend": N_("Your amended request went back to your cluster for vetting."),
+    "shortlist": N_("The shortlist is set. The candidates' clusters review it next."),
+    "endorse": N_("You endorsed the introduction."),
+    "veto": N_("You vetoed the introduction: this organisation will not be contacted."),
+    "pick_slot": N_("The meeting is confirmed. An invitation is on its way to both sides."),
+    "propose_slots": N_("Your slots were sent to the other side, who will pick one."),
+    "survey": N_("Your answers are recorded."),
+    "outcome": N_("Your answer is recorded."),
+}
+
+PROPOSED_BY: dict[str, str] = {
+    "requester": N_("Proposed by the requester, in the time zone %(zone)s."),
+    "partner": N_("Proposed by the partner, in the time zone %(zone)s."),
+}
+# When a link cannot be used, or a decision is refused: a heading and what it means.
+ERROR_TEXTS: dict[str, tuple[str, str]] = {
+    "link_used": (
+        N_("This link has already been used"),
+        N_(
+            "Each link works once, and this one has done its job. To change your answer, reply to "
+            "the e-mail: your cluster will help."
+        ),
+    ),
+    "link_revoked": (
+        N_("This link no longer works"),
+        N_("The step it was for is over: the exchange has moved on or has been closed."),
+    ),
+    "link_expired": (
+        N_("This link has expired"),
+        N_(
+            "It was valid for a limited time. If you still want to answer, reply to the e-mail: "
+            "your cluster will help."
+        ),
+    ),
+    "not_found": (
+        N_("This link is unknown"),
+        N_("Check that you opened the whole address from the e-mail."),
+    ),
+    "csrf_failed": (
+        N_("This form could not be accepted"),
+        N_(
+            "For your security, a form is only accepted from the page that showed it. Open the "
+            "link from your e-mail again and send the form once more. Nothing was recorded."
+        ),
+    ),
+    "conflict": (
+        N_("This step is no longer open"),
+        N_("The exchange has moved on, so this answer could not be taken. Nothing was recorded."),
+    ),
+    "forbidden": (
+        N_("This link does not allow that"),
+        N_("The answer was not taken. Nothing was recorded."),
+    ),
+    "invalid": (
+        N_("Please check what you entered"),
+        N_("Nothing was sent yet. Correct the field below and send the form again."),
+    ),
+    "unavailable": (
+        N_("The service is busy"),
+        N_("Nothing was recorded. Please try again in a minute."),
+    ),
+    "other": (N_("Something went wrong"), N_("Nothing was recorded. Please try again later.")),
+}
+# Labels of form fields, for the messages that name one.
+FIELD_LABELS: dict[str, str] = {
+    "reason": N_("Reason (optional, shared with the requester's cluster)"),
+    "note": N_("Note (optional)"),
+    "start": N_("Start"),
+    "slots": N_("Proposed slots"),
+    "timezone": N_("Time zone"),
+    "outcome": N_("Outcome"),
+    "satisfaction": N_("How satisfied are you with the exchange? (1 = not at all, 5 = very)"),
+    "recommend": N_(
+        "Would you recommend the programme to a colleague? (0 = never, 10 = certainly)"
+    ),
+    "comment": N_("Comment (optional)"),
+    "agreement_type": N_("Type of agreement (if one was reached)"),
+    "organisation_ids": N_("Candidates"),
+    "title": N_("Title"),
+    "description": N_("Description"),
+    "location": N_("Place or video link (optional)"),
+    "mode": N_("Format"),
+}
 # The pages need no script at all; their only inline styles are allowed by hash, one by one.
 _STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
 _COOKIE_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -106,17 +231,16 @@ SECURITY_HEADERS = {
 }
 # Link problems whose page says all there is to say; others also show the technical detail.
 _PLAIN_CODES = frozenset({"link_used", "link_revoked", "link_expired", "not_found", "csrf_failed"})
-_KNOWN_CODES = _PLAIN_CODES | {"conflict", "forbidden", "invalid", "unavailable"}
 
-templates = Jinja2Templates(
-    env=Environment(
-        loader=FileSystemLoader(TEMPLATES_DIR),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+_environment = Environment(
+    loader=FileSystemLoader(TEMPLATES_DIR),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
 )
+install_gettext(_environment)
+templates = Jinja2Templates(env=_environment)
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
@@ -143,6 +267,8 @@ class CandidateView:
 class LinkView:
     token: str
     kind: str
+    heading: str
+    lead: str
     allowed: tuple[str, ...]
     title: str
     summary: str
@@ -155,7 +281,6 @@ class LinkView:
     candidates: list[CandidateView]
     slots: list[SlotView]
     proposed_by: str | None
-    proposal_zone: str | None
     same_zone: bool
     timezone: str
     zones: list[str]
@@ -165,41 +290,6 @@ class LinkView:
 
 def is_page_request(request: Request) -> bool:
     return str(request.scope.get("path", "")).startswith(PAGE_PREFIX)
-
-
-def _label(language: str, key: str, fallback: str) -> str:
-    return text(language, key) if key in TEXTS else fallback.replace("_", " ")
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _zone_name(value: datetime, zone: ZoneInfo, locale: str) -> str:
-    # The long name says whether summer time applies, which an offset alone leaves unclear.
-    return format_time(value, "zzzz", tzinfo=zone, locale=locale)
-
-
-def format_moment(value: datetime, *, zone: str, language: str) -> str:
-    tz, locale = ZoneInfo(zone), BABEL_LOCALES[language]
-    local = _aware(value).astimezone(tz)
-    date = format_date(local, "full", locale=locale)
-    time = format_time(local, "short", tzinfo=tz, locale=locale)
-    moment = DATETIME_PATTERNS[language].format(date=date, time=time)
-    return f"{moment} ({_zone_name(local, tz, locale)})"
-
-
-def format_span(start: datetime, end: datetime, *, zone: str, language: str) -> str:
-    tz, locale = ZoneInfo(zone), BABEL_LOCALES[language]
-    local_start, local_end = _aware(start).astimezone(tz), _aware(end).astimezone(tz)
-    if local_start.date() != local_end.date():
-        first = format_moment(start, zone=zone, language=language)
-        return f"{first} \N{EN DASH} {format_moment(end, zone=zone, language=language)}"
-    date = format_date(local_start, "full", locale=locale)
-    times = "\N{EN DASH}".join(
-        format_time(t, "short", tzinfo=tz, locale=locale) for t in (local_start, local_end)
-    )
-    return f"{date}, {times} ({_zone_name(local_start, tz, locale)})"
 
 
 def _csp(html: str) -> str:
@@ -225,7 +315,7 @@ def render_page(
     response = templates.TemplateResponse(
         request,
         name,
-        {**context, "language": language, "t": partial(text, language)},
+        {**context, "language": language},
         status_code=status_code,
     )
     response.headers["Content-Security-Policy"] = _csp(bytes(response.body).decode())
@@ -236,11 +326,15 @@ def render_page(
 def error_page(request: Request, *, status_code: int, code: str, message: str) -> HTMLResponse:
     """The HTML twin of the JSON error body, for page routes (see api.main)."""
     language = page_language(request)
-    key = code if code in _KNOWN_CODES else "other"
+    heading, explanation = ERROR_TEXTS.get(code, ERROR_TEXTS["other"])
     return render_page(
         request,
         "action/error.html",
-        {"key": key, "details": None if code in _PLAIN_CODES else message},
+        {
+            "heading": translate(language, heading),
+            "explanation": translate(language, explanation),
+            "details": None if code in _PLAIN_CODES else message,
+        },
         language=language,
         status_code=status_code,
     )
@@ -254,8 +348,9 @@ def _stored_language(session: Session, plain: str) -> str | None:
 
 
 def page_language(request: Request) -> str:
-    return choose_language(
-        getattr(request.state, "language", None), request.headers.get("accept-language")
+    return negotiate_language(
+        getattr(request.state, "language", None),
+        accept_language=request.headers.get("accept-language"),
     )
 
 
@@ -348,6 +443,10 @@ def body_from_form(form: FormData) -> ActionBody:
         raise Invalid(f"{where}: {error['msg']}") from None
 
 
+def _options(language: str, vocabulary: type[StrEnum]) -> list[tuple[str, str]]:
+    return [(value, label(language, vocabulary, value)) for value in vocabulary]
+
+
 def _zones(*preferred: str | None) -> list[str]:
     return list(dict.fromkeys([*(z for z in preferred if z), *ZONES]))
 
@@ -370,24 +469,29 @@ def link_view(
         )
     subject = described.get("subject_organisation")
     kind = str(described["kind"])
-    if f"heading.{kind}" not in TEXTS:
+    if kind not in HEADINGS:
         kind = "view"
-    cooperation = str(exchange["cooperation_type"])
+    requester = str(exchange["requester_organisation"]) or translate(language, A_MEMBER)
+    proposed_by = described.get("proposed_by")
     return LinkView(
         token=token,
         kind=kind,
+        heading=translate(language, HEADINGS[kind]),
+        lead=translate(
+            language,
+            LEADS[kind],
+            requester=requester,
+            cluster=str(exchange["home_cluster"]),
+            subject=str(subject["name"]) if subject else "",
+        ),
         allowed=tuple(described["allowed_actions"]),
         title=str(exchange["title"]),
         summary=str(exchange["summary"]),
-        requester=str(exchange["requester_organisation"]) or text(language, "a_member"),
+        requester=requester,
         home_cluster=str(exchange["home_cluster"]),
-        cooperation=LABELS["cooperation"][language].get(cooperation, cooperation),
-        stage=_label(language, f"stage.{exchange['stage']}", str(exchange["stage"])),
-        outcome=(
-            _label(language, f"closed.{link.exchange.outcome}", link.exchange.outcome)
-            if link.exchange.outcome
-            else None
-        ),
+        cooperation=label(language, CooperationType, str(exchange["cooperation_type"])),
+        stage=label(language, Stage, str(exchange["stage"])),
+        outcome=label(language, Outcome, link.exchange.outcome) if link.exchange.outcome else None,
         subject=str(subject["name"]) if subject else None,
         candidates=[
             CandidateView(
@@ -399,12 +503,15 @@ def link_view(
             for c in described.get("candidates") or []
         ],
         slots=slots,
-        proposed_by=described.get("proposed_by"),
-        proposal_zone=described.get("proposal_timezone"),
+        proposed_by=(
+            translate(language, PROPOSED_BY[proposed_by], zone=described.get("proposal_timezone"))
+            if proposed_by in PROPOSED_BY
+            else None
+        ),
         same_zone=proposal_zone == viewer_zone,
         timezone=viewer_zone,
         zones=_zones(viewer_zone, described.get("proposal_timezone")),
-        expires=format_moment(link.token.expires_at, zone=viewer_zone, language=language),
+        expires=format_datetime(link.token.expires_at, zone=viewer_zone, language=language),
         csrf=csrf,
     )
 
@@ -422,8 +529,8 @@ class FormProblem:
 
 def _problem(language: str, message: str) -> FormProblem:
     name = message.split(":", 1)[0].split(".", 1)[0]
-    key = FIELD_TEXTS.get(name)
-    return FormProblem(field=text(language, key) if key else None, message=message)
+    field = FIELD_LABELS.get(name)
+    return FormProblem(field=translate(language, field) if field else None, message=message)
 
 
 def _form_values(form: FormData | None) -> dict[str, list[str]]:
@@ -476,13 +583,10 @@ async def _link_page(
             "max_slots": MAX_SLOTS,
             "slot_minutes": SLOT_MINUTES,
             "default_slot_minutes": DEFAULT_SLOT_MINUTES,
-            "survey_outcomes": SURVEY_OUTCOMES,
-            "wave_outcomes": WAVE_OUTCOMES,
-            "meeting_modes": [(m, LABELS["meeting_mode"][language][m]) for m in MEETING_MODES],
-            "agreement_types": [
-                (c.value, LABELS["cooperation"][language].get(c.value, c.value))
-                for c in CooperationType
-            ],
+            "survey_outcomes": _options(language, SurveyOutcome),
+            "wave_outcomes": _options(language, WaveOutcome),
+            "meeting_modes": _options(language, MeetingMode),
+            "agreement_types": _options(language, CooperationType),
         },
         language=language,
         status_code=status_code,
@@ -552,6 +656,9 @@ async def submit_action_page(
     return render_page(
         request,
         "action/done.html",
-        {"action": body.action, "title": link.exchange.title},
+        {
+            "message": translate(language, DONE_MESSAGES[body.action]),
+            "title": link.exchange.title,
+        },
         language=language,
     )

@@ -17,7 +17,8 @@ from sqlmodel import Session
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
-from api.pages_i18n import text
+from api.routes.pages import DONE_MESSAGES, HEADINGS
+from ce4big.i18n import translate
 from tests.api.test_pages import (
     add_exchange,
     drive_to_introduction,
@@ -104,14 +105,20 @@ class TestLinkPageInABrowser:
                 )
                 page.on("console", lambda message: console.append(message.text))
                 await page.goto(f"{base_url}/t/{plain}")
-                await expect(page.locator("h1")).to_have_text(text("fr", "heading.introduction"))
+                await expect(page.locator("h1")).to_have_text(
+                    translate("fr", HEADINGS["introduction"])
+                )
                 header = page.locator("header.site-header")
                 await expect(header).to_have_css("background-color", BRAND_BLUE)
                 await page.screenshot(path=SCREENSHOTS / f"ce4big-link-{name}.png", full_page=True)
 
-                await page.get_by_role("button", name=text("fr", "accept")).click()
-                await expect(page.locator("h1")).to_have_text(text("fr", "done_title"))
-                await expect(page.get_by_role("status")).to_contain_text(text("fr", "done.accept"))
+                await page.get_by_role(
+                    "button", name=translate("fr", "Accept the introduction")
+                ).click()
+                await expect(page.locator("h1")).to_have_text(translate("fr", "Thank you"))
+                await expect(page.get_by_role("status")).to_contain_text(
+                    translate("fr", DONE_MESSAGES["accept"])
+                )
                 await page.screenshot(path=SCREENSHOTS / f"ce4big-link-{name}-done.png")
             finally:
                 await browser.close()

@@ -8,7 +8,6 @@ from emails.contexts import (
     ActionContext,
     IntroductionRequest,
     SlotsProposed,
-    choose_language,
     choose_timezone,
     context_dict,
     parse_context,
@@ -97,26 +96,6 @@ class TestParseInvite:
     def test_needs_an_attendee(self) -> None:
         with pytest.raises(EmailContextError, match="attendees"):
             parse_invite({**_invite(), "attendees": []})
-
-
-class TestChooseLanguage:
-    @pytest.mark.parametrize(
-        ("preferred", "cluster", "expected"),
-        [
-            ("de", "fr", "de"),
-            (None, "pl", "pl"),
-            ("", "fr", "fr"),
-            ("fr-BE", None, "fr"),
-            ("PL_pl", None, "pl"),
-            ("es", "de", "de"),
-            ("es", "it", "en"),
-            (None, None, "en"),
-        ],
-    )
-    def test_prefers_the_user_then_the_cluster_then_english(
-        self, preferred: str | None, cluster: str | None, expected: str
-    ) -> None:
-        assert choose_language(preferred, cluster) == expected
 
 
 class TestChooseTimezone:

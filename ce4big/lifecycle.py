@@ -6,6 +6,16 @@ New fields get defaults, so that histories of running exchanges keep decoding.
 from dataclasses import dataclass, field
 from typing import Any
 
+from ce4big.domain import (
+    HostVerdict,
+    MeetingMode,
+    Outcome,
+    Stage,
+    SurveyOutcome,
+    VettingVerdict,
+    WaveOutcome,
+)
+
 # Update failures the API maps to HTTP answers (ApplicationError.type).
 WRONG_STAGE = "WrongStage"  # 409
 WRONG_ACTOR = "WrongActor"  # 403
@@ -67,7 +77,7 @@ class Actor:
 @dataclass(frozen=True)
 class VettingDecision:
     actor: Actor
-    decision: str  # approve | reject | request_changes
+    decision: VettingVerdict
     note: str = ""
 
 
@@ -87,7 +97,7 @@ class ShortlistDecision:
 class HostReviewDecision:
     actor: Actor
     organisation_id: str
-    decision: str  # endorse | veto
+    decision: HostVerdict
     note: str = ""
 
 
@@ -110,7 +120,7 @@ class SlotProposal:
     actor: Actor
     slots: list[SlotData]
     timezone: str
-    mode: str = "video"
+    mode: MeetingMode = MeetingMode.VIDEO
     location: str = ""
 
 
@@ -135,7 +145,7 @@ class NotHeldReport:
 @dataclass(frozen=True)
 class SurveyAnswer:
     actor: Actor
-    outcome: str
+    outcome: SurveyOutcome
     satisfaction: int | None = None
     recommend: int | None = None
     comment: str = ""
@@ -149,7 +159,7 @@ class Closure:
 
 @dataclass(frozen=True)
 class DecisionResult:
-    stage: str
+    stage: Stage
     accepted: bool = True
     detail: str = ""
 
@@ -201,11 +211,11 @@ class Proposal:
 class ExchangeState:
     """The answer of the `state` query: where the exchange stands and who it waits on."""
 
-    stage: str
+    stage: Stage
     waiting_on: list[str]
     since: str
     deadline: str | None
-    outcome: str | None = None
+    outcome: Outcome | None = None
     candidates: list[CandidateState] = field(default_factory=list)
     shortlist: list[str] = field(default_factory=list)
     current_candidate: str | None = None
@@ -227,6 +237,6 @@ class OutcomeWaveInput:
 @dataclass(frozen=True)
 class OutcomeAnswer:
     actor: Actor
-    outcome: str  # no_further_contact | valuable_contact | negotiation_started | agreement_reached
+    outcome: WaveOutcome
     agreement_type: str | None = None
     comment: str = ""

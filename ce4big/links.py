@@ -181,7 +181,8 @@ def decision_for(*, link: Link, body: ActionBody, settings: Settings) -> tuple[s
     workflow_id = workflow_id_for(exchange_id)
     actor = link.actor
     if action in tuple(VettingVerdict):
-        return workflow_id, "vet", VettingDecision(actor, action, body.note or body.reason)
+        verdict = VettingVerdict(action)
+        return workflow_id, "vet", VettingDecision(actor, verdict, body.note or body.reason)
     if action == "amend":
         return workflow_id, "amend", Amendment(actor, body.note)
     if action == "shortlist":
@@ -190,7 +191,8 @@ def decision_for(*, link: Link, body: ActionBody, settings: Settings) -> tuple[s
     if action in tuple(HostVerdict):
         subject = _require(link.subject, "organisation_id", action)
         note = body.note or body.reason
-        return workflow_id, "host_review", HostReviewDecision(actor, subject, action, note)
+        decision = HostReviewDecision(actor, subject, HostVerdict(action), note)
+        return workflow_id, "host_review", decision
     if action in ("accept", "decline"):
         subject = _require(link.subject, "organisation_id", action)
         answer = IntroductionAnswer(actor, subject, action == "accept", body.reason)

@@ -28,11 +28,11 @@ from workflows.validators import host_decision_for, same_instant
 
 
 def accepted(state: LifecycleState) -> DecisionResult:
-    return DecisionResult(stage=state.stage.value)
+    return DecisionResult(stage=state.stage)
 
 
 def already(state: LifecycleState) -> DecisionResult:
-    return DecisionResult(stage=state.stage.value, detail="already decided")
+    return DecisionResult(stage=state.stage, detail="already decided")
 
 
 def vet(state: LifecycleState, decision: VettingDecision) -> DecisionResult:

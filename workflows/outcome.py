@@ -104,7 +104,7 @@ class OutcomeWaveWorkflow:
         side = self._side(answer)
         assert side is not None
         if self._answers.get(side) == answer:
-            return DecisionResult(stage=Stage.CLOSED.value, detail="already answered")
+            return DecisionResult(stage=Stage.CLOSED, detail="already answered")
         self._answers[side] = answer
         await workflow.execute_activity_method(
             ExchangeActivities.record_survey,
@@ -118,7 +118,7 @@ class OutcomeWaveWorkflow:
             ),
             **RECORD_SURVEY_OPTIONS,
         )
-        return DecisionResult(stage=Stage.CLOSED.value)
+        return DecisionResult(stage=Stage.CLOSED)
 
     @answer_outcome.validator
     def _validate(self, answer: OutcomeAnswer) -> None:

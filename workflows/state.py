@@ -159,11 +159,11 @@ class LifecycleState:
 
     def snapshot(self) -> ExchangeState:
         return ExchangeState(
-            stage=self.stage.value,
+            stage=self.stage,
             waiting_on=list(self.waiting_on),
             since=self.since.isoformat(),
             deadline=self.deadline.isoformat() if self.deadline else None,
-            outcome=self.outcome.value if self.outcome else None,
+            outcome=self.outcome,
             candidates=[self.candidates[o] for o in self.ranking if o in self.candidates],
             shortlist=list(self.shortlist or []),
             current_candidate=self.current,

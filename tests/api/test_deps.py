@@ -9,7 +9,7 @@ from sqlmodel import Session
 from temporalio.client import Client
 
 from api.main import create_app
-from ce4big.domain import CooperationType
+from ce4big.domain import CooperationType, Stage
 from ce4big.lifecycle import DecisionResult
 from ce4big.models import Exchange
 from ce4big.settings import Settings
@@ -32,7 +32,7 @@ class SlowUpdates:
     async def execute_update(self, update: str, argument: Any, **_: Any) -> DecisionResult:
         self.started.set()
         await self.release.wait()
-        return DecisionResult(stage="matching")
+        return DecisionResult(stage=Stage.MATCHING)
 
 
 def one_connection_settings(db: Engine) -> Settings:

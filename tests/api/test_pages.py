@@ -21,7 +21,7 @@ from api.routes.pages import (
     HEADINGS,
     PROPOSED_BY,
 )
-from ce4big.domain import CooperationType, Language
+from ce4big.domain import CooperationType, HostVerdict, Language, VettingVerdict
 from ce4big.i18n import format_span, translate
 from ce4big.lifecycle import (
     Actor,
@@ -152,7 +152,9 @@ async def start_exchange(harness: Harness, exchange: Exchange) -> Handle:
 
 async def drive_to_introduction(handle: Handle) -> None:
     await wait_stage(handle, "vetting")
-    await handle.execute_update(ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "approve"))
+    await handle.execute_update(
+        ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, VettingVerdict.APPROVE)
+    )
     await wait_until(handle, lambda s: s.stage == "matching" and bool(s.candidates))
     await handle.execute_update(
         ExchangeWorkflow.set_shortlist, ShortlistDecision(HOME_BROKER, [PARTNER_ID])
@@ -160,7 +162,7 @@ async def drive_to_introduction(handle: Handle) -> None:
     await wait_stage(handle, "host_review")
     await handle.execute_update(
         ExchangeWorkflow.host_review,
-        HostReviewDecision(host_broker("biom"), PARTNER_ID, "endorse"),
+        HostReviewDecision(host_broker("biom"), PARTNER_ID, HostVerdict.ENDORSE),
     )
     await wait_stage(handle, "introduction")
 
@@ -459,7 +461,9 @@ class TestSubmitLinkPage:
         exchange = add_exchange(session)
         handle = await start_exchange(harness, exchange)
         await wait_stage(handle, "vetting")
-        await handle.execute_update(ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "approve"))
+        await handle.execute_update(
+            ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, VettingVerdict.APPROVE)
+        )
         await wait_until(handle, lambda s: s.stage == "matching" and bool(s.candidates))
         plain = issue_link(
             session,

@@ -8,7 +8,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from activities.types import ExchangeClosedEmail, PartnerDeclinedEmail, RequestRejectedEmail
-from ce4big.domain import Outcome
+from ce4big.domain import HostVerdict, Outcome, SurveyOutcome, VettingVerdict, WaveOutcome
 from ce4big.lifecycle import (
     Amendment,
     Closure,
@@ -51,7 +51,9 @@ async def refused(handle: Handle, update: Any, arg: Any) -> ApplicationError:
 
 async def approve(handle: Handle) -> None:
     await wait_stage(handle, "vetting")
-    await handle.execute_update(ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "approve"))
+    await handle.execute_update(
+        ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, VettingVerdict.APPROVE)
+    )
     await wait_until(handle, lambda s: s.stage == "matching" and bool(s.candidates))
 
 
@@ -67,7 +69,7 @@ async def endorse_all(handle: Handle, ids: list[str]) -> None:
         cluster = {"bm": "biom", "kr": "klsk", "at": "atlanpole"}[organisation_id[:2]]
         await handle.execute_update(
             ExchangeWorkflow.host_review,
-            HostReviewDecision(host_broker(cluster), organisation_id, "endorse"),
+            HostReviewDecision(host_broker(cluster), organisation_id, HostVerdict.ENDORSE),
         )
     await wait_stage(handle, "introduction")
 
@@ -101,7 +103,7 @@ async def open_survey(harness: Harness, handle: Handle) -> None:
     await wait_stage(handle, "follow_up", ["requester", "partner"])
 
 
-def answer(side: str, outcome: str = "cooperation_possible") -> SurveyAnswer:
+def answer(side: str, outcome: SurveyOutcome = SurveyOutcome.COOPERATION_POSSIBLE) -> SurveyAnswer:
     actor = REQUESTER if side == "requester" else partner("bm-1")
     return SurveyAnswer(actor, outcome, satisfaction=5, recommend=9, comment="useful")
 
@@ -178,7 +180,8 @@ class TestVetting:
         handle = await harness.start()
         await wait_stage(handle, "vetting")
         await handle.execute_update(
-            ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "reject", "outside the programme")
+            ExchangeWorkflow.vet,
+            VettingDecision(HOME_BROKER, VettingVerdict.REJECT, "outside the programme"),
         )
         assert await handle.result() == "rejected"
         rejected = harness.fakes.sent_of("request_rejected")
@@ -190,12 +193,15 @@ class TestVetting:
         handle = await harness.start()
         await wait_stage(handle, "vetting")
         await handle.execute_update(
-            ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "request_changes", "add budget")
+            ExchangeWorkflow.vet,
+            VettingDecision(HOME_BROKER, VettingVerdict.REQUEST_CHANGES, "add budget"),
         )
         await wait_stage(handle, "changes_requested", ["requester"])
         await handle.execute_update(ExchangeWorkflow.amend, Amendment(REQUESTER, "budget added"))
         await wait_stage(handle, "vetting")
-        await handle.execute_update(ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "approve"))
+        await handle.execute_update(
+            ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, VettingVerdict.APPROVE)
+        )
         await harness.fakes.wait_sent("vetting_needed", count=2)
         assert (await harness.fakes.wait_sent("changes_requested"))[0].action == "amend"
         await harness.fakes.wait_event("amended")
@@ -204,7 +210,8 @@ class TestVetting:
         handle = await harness.start()
         await wait_stage(handle, "vetting")
         await handle.execute_update(
-            ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "request_changes", "add budget")
+            ExchangeWorkflow.vet,
+            VettingDecision(HOME_BROKER, VettingVerdict.REQUEST_CHANGES, "add budget"),
         )
         assert await handle.result() == "expired"
         reminders = harness.fakes.sent_of("changes_reminder")
@@ -228,7 +235,9 @@ class TestVetting:
         assert offset_days(harness, started, escalation.at) == pytest.approx(5, abs=0.05)
         assert reminder.audiences == ["home_brokers"]
         assert escalation.audiences == ["managers"]
-        await handle.execute_update(ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "approve"))
+        await handle.execute_update(
+            ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, VettingVerdict.APPROVE)
+        )
         await wait_stage(handle, "matching")
         await harness.env.sleep(20 * DAY)
         assert len(harness.fakes.sent_of("vetting_reminder")) == 1
@@ -238,7 +247,9 @@ class TestVetting:
         handle = await harness.start()
         await wait_stage(handle, "vetting")
         await harness.env.sleep(DAY)
-        await handle.execute_update(ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "approve"))
+        await handle.execute_update(
+            ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, VettingVerdict.APPROVE)
+        )
         await wait_stage(handle, "matching")
         await harness.env.sleep(10 * DAY)
         assert harness.fakes.sent_of("vetting_reminder") == []
@@ -251,10 +262,13 @@ class TestMatchingAndIntroduction:
         await shortlist(handle, ["bm-1", "kr-1"])
         await handle.execute_update(
             ExchangeWorkflow.host_review,
-            HostReviewDecision(host_broker("biom"), "bm-1", "veto", "conflict of interest"),
+            HostReviewDecision(
+                host_broker("biom"), "bm-1", HostVerdict.VETO, "conflict of interest"
+            ),
         )
         await handle.execute_update(
-            ExchangeWorkflow.host_review, HostReviewDecision(host_broker("klsk"), "kr-1", "endorse")
+            ExchangeWorkflow.host_review,
+            HostReviewDecision(host_broker("klsk"), "kr-1", HostVerdict.ENDORSE),
         )
         state = await wait_stage(handle, "introduction")
         assert state.current_candidate == "kr-1"
@@ -277,7 +291,7 @@ class TestMatchingAndIntroduction:
         error = await refused(
             handle,
             ExchangeWorkflow.host_review,
-            HostReviewDecision(host_broker("klsk"), "bm-1", "veto"),
+            HostReviewDecision(host_broker("klsk"), "bm-1", HostVerdict.VETO),
         )
         assert error.type == "WrongActor"
 
@@ -322,7 +336,8 @@ class TestMatchingAndIntroduction:
         )
         await wait_stage(handle, "host_review")
         await handle.execute_update(
-            ExchangeWorkflow.host_review, HostReviewDecision(host_broker("klsk"), "kr-1", "endorse")
+            ExchangeWorkflow.host_review,
+            HostReviewDecision(host_broker("klsk"), "kr-1", HostVerdict.ENDORSE),
         )
         await wait_stage(handle, "introduction")
         await handle.execute_update(
@@ -338,7 +353,9 @@ class TestMatchingAndIntroduction:
         harness.fakes.rounds[:] = [[]]
         handle = await harness.start()
         await wait_stage(handle, "vetting")
-        await handle.execute_update(ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "approve"))
+        await handle.execute_update(
+            ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, VettingVerdict.APPROVE)
+        )
         assert await handle.result() == "no_partner"
 
 
@@ -454,10 +471,11 @@ class TestFollowUp:
         await wait_until(handle, lambda _: bool(harness.fakes.sent_of("outcome_wave")))
         await wave.execute_update(
             OutcomeWaveWorkflow.answer_outcome,
-            OutcomeAnswer(REQUESTER, "agreement_reached", "licensing"),
+            OutcomeAnswer(REQUESTER, WaveOutcome.AGREEMENT_REACHED, "licensing"),
         )
         await wave.execute_update(
-            OutcomeWaveWorkflow.answer_outcome, OutcomeAnswer(partner("bm-1"), "valuable_contact")
+            OutcomeWaveWorkflow.answer_outcome,
+            OutcomeAnswer(partner("bm-1"), WaveOutcome.VALUABLE_CONTACT),
         )
         assert await wave.result() == "agreement_reached"
         recorded = harness.fakes.events[-1]
@@ -488,7 +506,8 @@ class TestWithdrawAndCancel:
         elif stage == "changes_requested":
             await wait_stage(handle, "vetting")
             await handle.execute_update(
-                ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "request_changes", "more")
+                ExchangeWorkflow.vet,
+                VettingDecision(HOME_BROKER, VettingVerdict.REQUEST_CHANGES, "more"),
             )
             await wait_stage(handle, "changes_requested")
         elif stage == "matching":
@@ -574,16 +593,20 @@ class TestValidators:
         await wait_stage(handle, "vetting")
         other_broker = host_broker("biom")
         error = await refused(
-            handle, ExchangeWorkflow.vet, VettingDecision(other_broker, "approve")
+            handle, ExchangeWorkflow.vet, VettingDecision(other_broker, VettingVerdict.APPROVE)
         )
         assert error.type == "WrongActor"
-        error = await refused(handle, ExchangeWorkflow.vet, VettingDecision(REQUESTER, "approve"))
+        error = await refused(
+            handle, ExchangeWorkflow.vet, VettingDecision(REQUESTER, VettingVerdict.APPROVE)
+        )
         assert error.type == "WrongActor"
 
     async def test_reject_needs_a_reason(self, harness: Harness) -> None:
         handle = await harness.start()
         await wait_stage(handle, "vetting")
-        error = await refused(handle, ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "reject"))
+        error = await refused(
+            handle, ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, VettingVerdict.REJECT)
+        )
         assert error.type == "InvalidDecision"
 
     async def test_shortlist_must_hold_1_to_5_known_candidates(self, harness: Harness) -> None:
@@ -598,7 +621,7 @@ class TestValidators:
     async def test_double_click_is_harmless(self, harness: Harness) -> None:
         handle = await harness.start()
         await wait_stage(handle, "vetting")
-        decision = VettingDecision(HOME_BROKER, "approve")
+        decision = VettingDecision(HOME_BROKER, VettingVerdict.APPROVE)
         first = await handle.execute_update(ExchangeWorkflow.vet, decision)
         await wait_stage(handle, "matching")
         second = await handle.execute_update(ExchangeWorkflow.vet, decision)
@@ -606,7 +629,7 @@ class TestValidators:
         await harness.fakes.wait_event("vetting_approve")
         assert harness.fakes.event_kinds().count("vetting_approve") == 1
         different = await refused(
-            handle, ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "reject", "no")
+            handle, ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, VettingVerdict.REJECT, "no")
         )
         assert different.type == "WrongStage"
 

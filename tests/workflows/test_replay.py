@@ -18,6 +18,7 @@ from temporalio import workflow
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
 
+from ce4big.domain import HostVerdict, SurveyOutcome, VettingVerdict, WaveOutcome
 from ce4big.lifecycle import (
     Amendment,
     Closure,
@@ -93,7 +94,9 @@ Handle = WorkflowHandle[ExchangeWorkflow, str]
 
 async def _vet_and_shortlist(handle: Handle, ids: list[str]) -> None:
     await wait_stage(handle, "vetting")
-    await handle.execute_update(ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "approve"))
+    await handle.execute_update(
+        ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, VettingVerdict.APPROVE)
+    )
     await wait_until(handle, lambda s: s.stage == "matching" and bool(s.candidates))
     await handle.execute_update(ExchangeWorkflow.set_shortlist, ShortlistDecision(HOME_BROKER, ids))
     await wait_stage(handle, "host_review")
@@ -107,7 +110,8 @@ async def record_completed(harness: Harness) -> None:
     await wait_until(handle, lambda _: bool(harness.fakes.sent_of("vetting_reminder")))
     await _vet_and_shortlist(handle, ["bm-1"])
     await handle.execute_update(
-        ExchangeWorkflow.host_review, HostReviewDecision(host_broker("biom"), "bm-1", "endorse")
+        ExchangeWorkflow.host_review,
+        HostReviewDecision(host_broker("biom"), "bm-1", HostVerdict.ENDORSE),
     )
     await wait_stage(handle, "introduction")
     await handle.execute_update(
@@ -128,7 +132,7 @@ async def record_completed(harness: Harness) -> None:
     for actor in (REQUESTER, partner("bm-1")):
         await handle.execute_update(
             ExchangeWorkflow.answer_survey,
-            SurveyAnswer(actor, "cooperation_possible", satisfaction=5, recommend=9),
+            SurveyAnswer(actor, SurveyOutcome.COOPERATION_POSSIBLE, satisfaction=5, recommend=9),
         )
     # Awaiting a result lets the test server skip time on its own, which here could run past
     # the outcome wave's timer before the sleep below asks for it.
@@ -141,10 +145,11 @@ async def record_completed(harness: Harness) -> None:
     await wait_until(handle, lambda _: bool(harness.fakes.sent_of("outcome_wave")))
     await wave.execute_update(
         OutcomeWaveWorkflow.answer_outcome,
-        OutcomeAnswer(REQUESTER, "agreement_reached", "licensing"),
+        OutcomeAnswer(REQUESTER, WaveOutcome.AGREEMENT_REACHED, "licensing"),
     )
     await wave.execute_update(
-        OutcomeWaveWorkflow.answer_outcome, OutcomeAnswer(partner("bm-1"), "valuable_contact")
+        OutcomeWaveWorkflow.answer_outcome,
+        OutcomeAnswer(partner("bm-1"), WaveOutcome.VALUABLE_CONTACT),
     )
     assert await wave.result() == "agreement_reached"
     save("outcome_wave", await wave.fetch_history())
@@ -154,7 +159,8 @@ async def record_withdrawn_with_meeting_scheduled(harness: Harness) -> None:
     handle = await harness.start()
     await _vet_and_shortlist(handle, ["bm-1"])
     await handle.execute_update(
-        ExchangeWorkflow.host_review, HostReviewDecision(host_broker("biom"), "bm-1", "endorse")
+        ExchangeWorkflow.host_review,
+        HostReviewDecision(host_broker("biom"), "bm-1", HostVerdict.ENDORSE),
     )
     await wait_stage(handle, "introduction")
     await handle.execute_update(
@@ -177,7 +183,8 @@ async def record_no_partner(harness: Harness) -> None:
     handle = await harness.start()
     await _vet_and_shortlist(handle, ["bm-1"])
     await handle.execute_update(
-        ExchangeWorkflow.host_review, HostReviewDecision(host_broker("biom"), "bm-1", "endorse")
+        ExchangeWorkflow.host_review,
+        HostReviewDecision(host_broker("biom"), "bm-1", HostVerdict.ENDORSE),
     )
     await wait_stage(handle, "introduction")
     await handle.execute_update(
@@ -203,7 +210,8 @@ async def record_changes_then_rejected(harness: Harness) -> None:
     handle = await harness.start()
     await wait_stage(handle, "vetting")
     await handle.execute_update(
-        ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "request_changes", "add a budget")
+        ExchangeWorkflow.vet,
+        VettingDecision(HOME_BROKER, VettingVerdict.REQUEST_CHANGES, "add a budget"),
     )
     await wait_stage(handle, "changes_requested", ["requester"])
     # Past the changes reminder before amending.
@@ -212,7 +220,8 @@ async def record_changes_then_rejected(harness: Harness) -> None:
     await handle.execute_update(ExchangeWorkflow.amend, Amendment(REQUESTER, "budget added"))
     await wait_stage(handle, "vetting")
     await handle.execute_update(
-        ExchangeWorkflow.vet, VettingDecision(HOME_BROKER, "reject", "outside the programme")
+        ExchangeWorkflow.vet,
+        VettingDecision(HOME_BROKER, VettingVerdict.REJECT, "outside the programme"),
     )
     assert await handle.result() == "rejected"
     save("changes_then_rejected", await handle.fetch_history())

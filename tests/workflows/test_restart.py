@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from ce4big.domain import HostVerdict, SurveyOutcome, VettingVerdict
 from ce4big.exchanges import start_exchange_workflow
 from ce4big.lifecycle import (
     Actor,
@@ -208,7 +209,7 @@ class Actors:
     async def up_to_the_introduction(self, handle: Handle) -> None:
         await wait_stage(handle, "vetting")
         await handle.execute_update(
-            ExchangeWorkflow.vet, VettingDecision(self.home_broker, "approve")
+            ExchangeWorkflow.vet, VettingDecision(self.home_broker, VettingVerdict.APPROVE)
         )
         state = await wait_until(handle, lambda s: s.stage == "matching" and bool(s.candidates))
         assert PARTNER_ID in [c.organisation_id for c in state.candidates]
@@ -218,7 +219,7 @@ class Actors:
         await wait_stage(handle, "host_review")
         await handle.execute_update(
             ExchangeWorkflow.host_review,
-            HostReviewDecision(self.host_broker, PARTNER_ID, "endorse"),
+            HostReviewDecision(self.host_broker, PARTNER_ID, HostVerdict.ENDORSE),
         )
         await wait_stage(handle, "introduction", [f"partner:{PARTNER_ID}"])
 
@@ -243,7 +244,9 @@ class Actors:
         for actor in (self.requester, self.partner):
             await handle.execute_update(
                 ExchangeWorkflow.answer_survey,
-                SurveyAnswer(actor, "cooperation_possible", satisfaction=5, recommend=9),
+                SurveyAnswer(
+                    actor, SurveyOutcome.COOPERATION_POSSIBLE, satisfaction=5, recommend=9
+                ),
             )
 
 

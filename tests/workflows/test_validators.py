@@ -2,12 +2,12 @@
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from ce4big.domain import Outcome, Stage
+from ce4big.domain import HostVerdict, Outcome, Stage, SurveyOutcome, VettingVerdict
 from ce4big.lifecycle import (
     INVALID_DECISION,
     PARTNER,
@@ -86,35 +86,41 @@ def proposal_by(side: str, *slots: SlotData) -> Proposal:
 
 class TestValidateVet:
     def test_a_home_broker_approves_at_vetting(self) -> None:
-        validate_vet(state_at(Stage.VETTING), VettingDecision(HOME_BROKER, "approve"))
+        validate_vet(state_at(Stage.VETTING), VettingDecision(HOME_BROKER, VettingVerdict.APPROVE))
 
     def test_the_requester_may_not_vet(self) -> None:
         error = refusal(
             lambda: validate_vet(
-                state_at(Stage.VETTING), VettingDecision(REQUESTER_ACTOR, "approve")
+                state_at(Stage.VETTING), VettingDecision(REQUESTER_ACTOR, VettingVerdict.APPROVE)
             )
         )
         assert error.type == WRONG_ACTOR
 
     def test_an_unknown_verdict_is_invalid(self) -> None:
+        # Only a client that bypasses the API's schema could send one.
+        maybe = cast(VettingVerdict, "maybe")
         error = refusal(
-            lambda: validate_vet(state_at(Stage.VETTING), VettingDecision(HOME_BROKER, "maybe"))
+            lambda: validate_vet(state_at(Stage.VETTING), VettingDecision(HOME_BROKER, maybe))
         )
         assert error.type == INVALID_DECISION
 
     def test_a_rejection_needs_a_reason(self) -> None:
         error = refusal(
-            lambda: validate_vet(state_at(Stage.VETTING), VettingDecision(HOME_BROKER, "reject"))
+            lambda: validate_vet(
+                state_at(Stage.VETTING), VettingDecision(HOME_BROKER, VettingVerdict.REJECT)
+            )
         )
         assert error.type == INVALID_DECISION
         assert error.message.startswith("note:")
 
     def test_a_second_different_verdict_is_out_of_stage(self) -> None:
         state = state_at(Stage.VETTING)
-        decisions.vet(state, VettingDecision(HOME_BROKER, "approve"))
+        decisions.vet(state, VettingDecision(HOME_BROKER, VettingVerdict.APPROVE))
 
         error = refusal(
-            lambda: validate_vet(state, VettingDecision(HOME_BROKER, "reject", "no budget"))
+            lambda: validate_vet(
+                state, VettingDecision(HOME_BROKER, VettingVerdict.REJECT, "no budget")
+            )
         )
 
         assert error.type == WRONG_STAGE
@@ -122,7 +128,7 @@ class TestValidateVet:
 
     def test_the_same_verdict_again_is_acknowledged_after_the_stage_moved(self) -> None:
         state = state_at(Stage.VETTING)
-        decision = VettingDecision(HOME_BROKER, "approve")
+        decision = VettingDecision(HOME_BROKER, VettingVerdict.APPROVE)
         decisions.vet(state, decision)
         state.stage = Stage.MATCHING
 
@@ -169,13 +175,14 @@ class TestValidateHostReview:
 
     def test_a_broker_of_the_candidates_cluster_endorses(self) -> None:
         validate_host_review(
-            self.reviewing(), HostReviewDecision(host_broker("biom"), "bm-1", "endorse")
+            self.reviewing(), HostReviewDecision(host_broker("biom"), "bm-1", HostVerdict.ENDORSE)
         )
 
     def test_a_broker_of_another_cluster_may_not(self) -> None:
         error = refusal(
             lambda: validate_host_review(
-                self.reviewing(), HostReviewDecision(host_broker("klsk"), "bm-1", "endorse")
+                self.reviewing(),
+                HostReviewDecision(host_broker("klsk"), "bm-1", HostVerdict.ENDORSE),
             )
         )
         assert error.type == WRONG_ACTOR
@@ -183,7 +190,7 @@ class TestValidateHostReview:
     def test_a_candidate_off_the_shortlist_is_invalid(self) -> None:
         error = refusal(
             lambda: validate_host_review(
-                self.reviewing(), HostReviewDecision(host_broker("biom"), "kr-1", "veto")
+                self.reviewing(), HostReviewDecision(host_broker("biom"), "kr-1", HostVerdict.VETO)
             )
         )
         assert error.type == INVALID_DECISION
@@ -191,12 +198,15 @@ class TestValidateHostReview:
     def test_the_same_verdict_again_passes_even_after_the_stage(self) -> None:
         state = self.reviewing("endorsed")
         state.stage = Stage.INTRODUCTION
-        validate_host_review(state, HostReviewDecision(host_broker("biom"), "bm-1", "endorse"))
+        validate_host_review(
+            state, HostReviewDecision(host_broker("biom"), "bm-1", HostVerdict.ENDORSE)
+        )
 
     def test_the_opposite_verdict_once_decided_is_out_of_stage(self) -> None:
         error = refusal(
             lambda: validate_host_review(
-                self.reviewing("endorsed"), HostReviewDecision(host_broker("biom"), "bm-1", "veto")
+                self.reviewing("endorsed"),
+                HostReviewDecision(host_broker("biom"), "bm-1", HostVerdict.VETO),
             )
         )
         assert error.type == WRONG_STAGE
@@ -283,14 +293,16 @@ class TestValidateSurvey:
         return state_at(Stage.FOLLOW_UP, partner="bm-1", survey_open=True)
 
     def test_either_side_answers_once_open(self) -> None:
-        validate_survey(self.open_survey(), SurveyAnswer(partner("bm-1"), "cooperation_possible"))
+        validate_survey(
+            self.open_survey(), SurveyAnswer(partner("bm-1"), SurveyOutcome.COOPERATION_POSSIBLE)
+        )
 
     @pytest.mark.parametrize(
         "answer",
         [
-            SurveyAnswer(REQUESTER_ACTOR, "great"),
-            SurveyAnswer(REQUESTER_ACTOR, "cooperation_possible", satisfaction=6),
-            SurveyAnswer(REQUESTER_ACTOR, "cooperation_possible", recommend=11),
+            SurveyAnswer(REQUESTER_ACTOR, cast(SurveyOutcome, "great")),
+            SurveyAnswer(REQUESTER_ACTOR, SurveyOutcome.COOPERATION_POSSIBLE, satisfaction=6),
+            SurveyAnswer(REQUESTER_ACTOR, SurveyOutcome.COOPERATION_POSSIBLE, recommend=11),
         ],
     )
     def test_an_answer_out_of_range_is_invalid(self, answer: SurveyAnswer) -> None:
@@ -300,7 +312,9 @@ class TestValidateSurvey:
     def test_before_it_opens_it_is_the_wrong_stage(self) -> None:
         state = state_at(Stage.FOLLOW_UP, partner="bm-1")
         error = refusal(
-            lambda: validate_survey(state, SurveyAnswer(REQUESTER_ACTOR, "cooperation_possible"))
+            lambda: validate_survey(
+                state, SurveyAnswer(REQUESTER_ACTOR, SurveyOutcome.COOPERATION_POSSIBLE)
+            )
         )
         assert error.type == WRONG_STAGE
 
@@ -347,7 +361,9 @@ class TestDecisions:
 
     def test_a_survey_answer_that_the_meeting_did_not_take_place_reports_it(self) -> None:
         state = state_at(Stage.FOLLOW_UP, partner="bm-1", waiting_on=[REQUESTER, PARTNER])
-        answer = SurveyAnswer(REQUESTER_ACTOR, "did_not_take_place", comment="nobody came")
+        answer = SurveyAnswer(
+            REQUESTER_ACTOR, SurveyOutcome.DID_NOT_TAKE_PLACE, comment="nobody came"
+        )
 
         result = decisions.answer_survey(state, answer)
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -16,6 +17,7 @@ from temporalio.client import Client
 from api.limits import BodyLimitMiddleware
 from api.routes import actions, catalogue, core, devmailbox, exchanges, pages, users
 from api.routes.devmailbox import MailPreviews
+from api.templating import STATIC_DIR
 from ce4big.db import engine_for
 from ce4big.errors import AppError
 from ce4big.settings import Settings, get_settings
@@ -172,6 +174,7 @@ def create_app(
     app.include_router(actions.router, prefix="/api/v1")
     app.include_router(users.router, prefix="/api/v1")
     app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.is_development:
         app.include_router(devmailbox.router)
     return app

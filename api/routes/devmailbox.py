@@ -12,21 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy import String, cast, func
 from sqlmodel import col, select
-from starlette.templating import Jinja2Templates
 
 from api.deps import SessionDep, SettingsDep
+from api.templating import render
 from ce4big.errors import NotFound
 from ce4big.models import DevMessage
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 PAGE_SIZE = 200
 SHOWN_HEADERS = (
     "From",
@@ -40,16 +37,11 @@ SHOWN_HEADERS = (
 )
 # Scripts off everywhere; the e-mail's inline styles are allowed, remote images are not.
 CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-src 'self'; "
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src data:; frame-src 'self'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 _LINK = re.compile(r"https?://[^\s<>\"']+")
 
-templates = Jinja2Templates(
-    env=Environment(
-        loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True, undefined=StrictUndefined
-    )
-)
 router = APIRouter(prefix="/dev/mailbox", tags=["dev"], include_in_schema=False)
 
 
@@ -109,11 +101,7 @@ DevMessageDep = Annotated[DevMessage, Depends(get_dev_message_or_404)]
 
 
 def _page(request: Request, name: str, context: dict[str, object]) -> HTMLResponse:
-    response = templates.TemplateResponse(request, name, context)
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return render(request, name, context, language="en", headers={"Content-Security-Policy": CSP})
 
 
 def _parse(raw: str) -> EmailMessage:

@@ -5,7 +5,6 @@ shows what the link is for, because mail scanners prefetch links; each decision 
 posts back with a CSRF field and reaches the workflow through `act_on_link`, as the JSON API does.
 """
 
-import base64
 import hashlib
 import hmac
 import re
@@ -13,20 +12,18 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from starlette.datastructures import FormData
-from starlette.templating import Jinja2Templates
 from temporalio.client import Client
 
 from api.deps import EngineDep, SettingsDep, TemporalDep
+from api.templating import render
 from ce4big.db import run_in_session
 from ce4big.domain import CooperationType, MeetingMode, Outcome, Stage, SurveyOutcome, WaveOutcome
 from ce4big.errors import AppError, Forbidden, Invalid, NotFound
@@ -34,7 +31,6 @@ from ce4big.i18n import (
     N_,
     format_datetime,
     format_span,
-    install_gettext,
     label,
     negotiate_language,
     translate,
@@ -46,7 +42,6 @@ from ce4big.security import hash_token
 from ce4big.settings import Settings
 
 PAGE_PREFIX = "/t/"
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 CSRF_COOKIE = "ce4big_link_csrf"
 CSRF_FIELD = "csrf"
 TOKEN_MIN, TOKEN_MAX = 16, 100
@@ -218,29 +213,10 @@ FIELD_LABELS: dict[str, str] = {
     "location": N_("Place or video link (optional)"),
     "mode": N_("Format"),
 }
-# The pages need no script at all; their only inline styles are allowed by hash, one by one.
-_STYLE = re.compile(r"<style>(.*?)</style>", re.DOTALL)
 _COOKIE_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
-SECURITY_HEADERS = {
-    # The token is in the URL: no other site may learn it through a Referer.
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "X-Robots-Tag": "noindex, nofollow",
-}
 # Link problems whose page says all there is to say; others also show the technical detail.
 _PLAIN_CODES = frozenset({"link_used", "link_revoked", "link_expired", "not_found", "csrf_failed"})
 
-_environment = Environment(
-    loader=FileSystemLoader(TEMPLATES_DIR),
-    autoescape=True,
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-install_gettext(_environment)
-templates = Jinja2Templates(env=_environment)
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
@@ -292,18 +268,6 @@ def is_page_request(request: Request) -> bool:
     return str(request.scope.get("path", "")).startswith(PAGE_PREFIX)
 
 
-def _csp(html: str) -> str:
-    hashes = [
-        "'sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode() + "'"
-        for css in _STYLE.findall(html)
-    ]
-    styles = " ".join(hashes) or "'none'"
-    return (
-        f"default-src 'none'; style-src {styles}; img-src 'self'; "
-        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    )
-
-
 def render_page(
     request: Request,
     name: str,
@@ -312,15 +276,15 @@ def render_page(
     language: str,
     status_code: int = 200,
 ) -> HTMLResponse:
-    response = templates.TemplateResponse(
+    # The token is in the URL: no search engine may keep the page.
+    return render(
         request,
         name,
-        {**context, "language": language},
+        context,
+        language=language,
         status_code=status_code,
+        headers={"X-Robots-Tag": "noindex, nofollow"},
     )
-    response.headers["Content-Security-Policy"] = _csp(bytes(response.body).decode())
-    response.headers.update(SECURITY_HEADERS)
-    return response
 
 
 def error_page(request: Request, *, status_code: int, code: str, message: str) -> HTMLResponse:

@@ -11,10 +11,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from ce4big.i18n import negotiate_language
-from ce4big.mailerrors import EmailError, PermanentEmailError, TemporaryEmailError
+from ce4big.mailerrors import (
+    EmailContextError,
+    EmailError,
+    PermanentEmailError,
+    TemporaryEmailError,
+)
 from ce4big.maillog import EmailStatus, claim_email, record_failure, record_sent
 from ce4big.settings import Settings
 from emails.contexts import (
+    EmailContext,
     Person,
     choose_timezone,
     parse_context,
@@ -159,6 +165,8 @@ class EmailActivities:
         now = datetime.now(UTC)
         calendar = None
         if data.invite is not None:
+            if not isinstance(context, EmailContext):
+                raise EmailContextError(f"{data.kind}: an invite needs an exchange")
             invite = parse_invite(data.invite)
             organizer = invite.organizer or Person(
                 email=self._sender.addr_spec, name=self._sender.display_name

@@ -67,12 +67,24 @@ class Slot(BaseModel):
         return self
 
 
-class EmailContext(BaseModel):
-    """Fields every e-mail about an exchange carries."""
+class MailContext(BaseModel):
+    """Fields every e-mail carries."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     recipient_name: str = ""
+
+
+class SignIn(MailContext):
+    """The sign-in link of the web app: its page asks for a click before signing in."""
+
+    sign_in_url: AbsoluteUrl
+    valid_minutes: int = Field(gt=0)
+
+
+class EmailContext(MailContext):
+    """Fields every e-mail about an exchange carries."""
+
     exchange_id: int
     exchange_title: str
     requester_organisation: str
@@ -303,7 +315,8 @@ class Invite(BaseModel):
         return self
 
 
-KINDS: dict[str, type[EmailContext]] = {
+KINDS: dict[str, type[MailContext]] = {
+    "sign_in": SignIn,
     "request_received": RequestReceived,
     "vetting_needed": VettingNeeded,
     "vetting_reminder": VettingReminder,
@@ -335,7 +348,7 @@ KINDS: dict[str, type[EmailContext]] = {
 }
 
 
-def parse_context(*, kind: str, data: Mapping[str, Any]) -> EmailContext:
+def parse_context(*, kind: str, data: Mapping[str, Any]) -> MailContext:
     model = KINDS.get(kind)
     if model is None:
         raise EmailContextError(f"unknown e-mail kind {kind!r}")
@@ -352,11 +365,11 @@ def parse_invite(data: Mapping[str, Any]) -> Invite:
         raise EmailContextError(f"invalid invite: {exc}") from exc
 
 
-def context_dict(context: EmailContext | Invite) -> dict[str, Any]:
+def context_dict(context: MailContext | Invite) -> dict[str, Any]:
     """The JSON-able form the `send_email` activity takes (`context` or `invite`)."""
     return context.model_dump(mode="json")
 
 
-def action_url_of(context: EmailContext) -> str | None:
+def action_url_of(context: MailContext) -> str | None:
     url = getattr(context, "action_url", None)
     return url if isinstance(url, str) else None

@@ -34,7 +34,7 @@ from ce4big.i18n import (
     label,
 )
 from ce4big.mailerrors import EmailContextError
-from emails.contexts import EmailContext, Slot
+from emails.contexts import MailContext, Slot
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 SUBJECT_MAX_CHARS = 250
@@ -138,7 +138,7 @@ class EmailRenderer:
         self._env = build_environment()
 
     def render(
-        self, *, kind: str, context: EmailContext, language: str, timezone: str
+        self, *, kind: str, context: MailContext, language: str, timezone: str
     ) -> RenderedEmail:
         if language not in LANGUAGES:
             raise EmailContextError(f"no translation for language {language!r}")
@@ -164,9 +164,7 @@ def default_renderer() -> EmailRenderer:
     return EmailRenderer()
 
 
-def render_email(
-    *, kind: str, context: EmailContext, language: str, timezone: str
-) -> RenderedEmail:
+def render_email(*, kind: str, context: MailContext, language: str, timezone: str) -> RenderedEmail:
     return default_renderer().render(
         kind=kind, context=context, language=language, timezone=timezone
     )

@@ -29,6 +29,7 @@ _SLOTS = [
 ]
 
 _SPECIFIC: dict[str, dict[str, Any]] = {
+    "sign_in": {"valid_minutes": 15},
     "request_received": {},
     "vetting_needed": {
         "requester_name": "Claire Moreau",
@@ -150,6 +151,12 @@ _ACTION_KINDS = frozenset(
 
 def sample_context(kind: str, *, base_url: str = "http://127.0.0.1:8000") -> dict[str, Any]:
     """A JSON-able context for `kind`, as the workflow would send it."""
+    if kind == "sign_in":
+        return {
+            "recipient_name": _COMMON["recipient_name"],
+            "sign_in_url": f"{base_url}/login/sample-sign-in",
+            **_SPECIFIC[kind],
+        }
     context: dict[str, Any] = {**_COMMON, **_SPECIFIC[kind]}
     if kind in _EXCHANGE_PAGE_KINDS:
         context["action_url"] = f"{base_url}/exchanges/{_COMMON['exchange_id']}"

@@ -164,7 +164,7 @@ class TestDevMailbox:
             unknown = await client.get("/dev/mailbox/previews/newsletter/de")
 
         assert index.status_code == 200
-        assert index.text.count("/dev/mailbox/previews/") == 28 * 4
+        assert index.text.count("/dev/mailbox/previews/") == 29 * 4
         assert preview.status_code == 200
         assert "Ein Unternehmen aus Atlanpole Biotherapies" in preview.text
         assert unknown.status_code == 404

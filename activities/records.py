@@ -4,9 +4,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
@@ -14,7 +14,7 @@ from temporalio.workflow import ActivityConfig
 
 from ce4big.db import session_scope
 from ce4big.domain import Outcome, Stage
-from ce4big.models import Exchange, ExchangeEvent, utcnow
+from ce4big.models import Exchange, ExchangeEvent, ExchangeStage, utcnow
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,9 @@ class RecordEventInput:
     outcome: str | None = None
     result: str | None = None
     agreement_type: str | None = None
+    # Set when the event is the entry into a stage (`status`): the stage read model gets a row.
+    waiting_on: list[str] | None = None
+    deadline: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class RecordActivities:
                 )
                 if data.status is not None:
                     exchange.status = Stage(data.status)
+                if data.status is not None and data.waiting_on is not None:
+                    _enter_stage(session, data, at)
                 if data.result is not None:
                     exchange.result = data.result
                     exchange.agreement_type = data.agreement_type
@@ -90,3 +95,28 @@ class RecordActivities:
             # A concurrent attempt with the same key won the insert: the event is recorded.
             return RecordEventOutput(recorded=False)
         return RecordEventOutput(recorded=True)
+
+
+def _enter_stage(session: Session, data: RecordEventInput, at: datetime) -> None:
+    """Ends the exchange's open stage spell and opens the next, in the event's transaction
+    (so the event key's uniqueness makes it happen once)."""
+    assert data.status is not None and data.waiting_on is not None
+    session.execute(
+        update(ExchangeStage)
+        .where(
+            col(ExchangeStage.exchange_id) == data.exchange_id,
+            col(ExchangeStage.left_at).is_(None),
+        )
+        .values(left_at=at)
+    )
+    session.add(
+        ExchangeStage(
+            exchange_id=data.exchange_id,
+            stage=Stage(data.status),
+            waiting_on=list(data.waiting_on),
+            entered_at=at,
+            # A closed exchange waits on nobody and has no next stage.
+            left_at=at if data.status == Stage.CLOSED else None,
+            deadline_at=data.deadline,
+        )
+    )

@@ -196,6 +196,20 @@ class ExchangeEvent(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+class ExchangeStage(SQLModel, table=True):
+    """One spell of an exchange in a stage, waiting on the same parties: when it began and
+    ended, and the deadline it had. Written by the record activity with the transition, so the
+    inbox and the reports read stages from SQL (a stage entered again is a new row)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    exchange_id: int = Field(foreign_key="exchange.id", index=True)
+    stage: Stage = Field(sa_type=String(32), index=True)
+    waiting_on: list[str] = Field(default_factory=list, sa_type=JSON, nullable=False)
+    entered_at: datetime = Field(index=True)
+    left_at: datetime | None = Field(default=None, index=True)
+    deadline_at: datetime | None = Field(default=None, index=True)
+
+
 class ActionToken(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     token_hash: str = Field(max_length=64, unique=True, index=True)

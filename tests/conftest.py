@@ -64,16 +64,11 @@ def _on_server(server_url: str, statement: str) -> None:
         admin.dispose()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """SQLite in a temporary file, or a PostgreSQL database of this run's own on the server
-    that TEST_POSTGRES_URL names, dropped at the end."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'app.db'}"
-        upgrade_database(url)
-        yield url
+def _empty_database(kind: str, folder: Path) -> Iterator[str]:
+    """SQLite in a file of `folder`, or a PostgreSQL database of its own on the server that
+    TEST_POSTGRES_URL names, dropped at the end."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'app.db'}"
         return
     server_url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
     name = f"ce4big_test_{uuid.uuid4().hex[:12]}"
@@ -83,12 +78,26 @@ def database_url(
         if os.environ.get("CE4BIG_REQUIRE_POSTGRES"):
             raise
         pytest.skip(f"no PostgreSQL answers at {server_url}: {exc.orig}")
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade_database(url)
-        yield url
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
         _on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The run's migrated database, on SQLite and on PostgreSQL."""
+    for url in _empty_database(request.param, tmp_path_factory.mktemp("db")):
+        upgrade_database(url)
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of this test's own, not migrated (for migration tests)."""
+    yield from _empty_database(request.param, tmp_path)
 
 
 @pytest.fixture(scope="session")

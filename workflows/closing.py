@@ -31,7 +31,7 @@ async def close(fx: Effects, outcome: Outcome, reason: str, *, tell_contacted: b
             audiences,
             email=ExchangeClosedEmail(outcome=outcome, reason=reason),
         )
-    fx.enter(Stage.CLOSED, [], None)
+    await fx.enter(Stage.CLOSED, [], None)
     result = state.result() if outcome == Outcome.COMPLETED else None
     await fx.record("closed", actor=actor, outcome=outcome.value, reason=reason, result=result)
     if outcome == Outcome.COMPLETED and state.timings.outcome_wave > 0 and state.partner:

@@ -39,6 +39,9 @@ from workflows.state import LifecycleState
 
 Reminder = tuple[float, Callable[[], Awaitable[Any]]]
 
+# Stage entries are recorded for the stage read model (ExchangeStage) from this version on.
+STAGE_RECORDS_PATCH = "record-stage-entries"
+
 
 class ClosedError(Exception):
     """Ends the lifecycle early: withdrawn, cancelled, rejected, expired or no partner."""
@@ -56,12 +59,22 @@ class Effects:
 
     # ------------------------------------------------------------------ stages and waits
 
-    def enter(self, stage: Stage, waiting_on: list[str], deadline: float | None) -> None:
+    async def enter(self, stage: Stage, waiting_on: list[str], deadline: float | None) -> None:
+        """Moves the state at once, then records the entry (an activity): updates may arrive
+        while it is recorded, so take any snapshot of the state before entering."""
         state = self.state
         state.stage = stage
         state.waiting_on = waiting_on
         state.since = workflow.now()
         state.deadline = state.since + timedelta(seconds=deadline) if deadline is not None else None
+        # Workflows started before the stage read model existed replay without these records.
+        if workflow.patched(STAGE_RECORDS_PATCH):
+            await self.record(
+                "stage_entered",
+                stage_entry=True,
+                stage=stage.value,
+                waiting_on=list(waiting_on),
+            )
 
     async def wait(
         self,
@@ -113,6 +126,7 @@ class Effects:
         actor: Actor | None = None,
         outcome: str | None = None,
         result: str | None = None,
+        stage_entry: bool = False,
         **detail: Any,
     ) -> None:
         state = self.state
@@ -128,6 +142,8 @@ class Effects:
                 status=state.stage.value,
                 outcome=outcome,
                 result=result,
+                waiting_on=list(state.waiting_on) if stage_entry else None,
+                deadline=state.deadline if stage_entry else None,
             ),
             **RECORD_EVENT_OPTIONS,
         )

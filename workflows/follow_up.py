@@ -16,14 +16,14 @@ async def run_follow_up(fx: Effects) -> bool:
     """True when the survey closed; False when scheduling opens again (meeting not held)."""
     state, t = fx.state, fx.state.timings
     state.not_held = None
-    fx.enter(Stage.FOLLOW_UP, [], t.survey_delay)
+    await fx.enter(Stage.FOLLOW_UP, [], t.survey_delay)
     reported = await fx.wait(lambda: state.not_held is not None, deadline=t.survey_delay)
     if reported:
         return await reopen_scheduling(fx)
     sides = [REQUESTER, PARTNER]
     state.survey = {}
     state.survey_open = True
-    fx.enter(Stage.FOLLOW_UP, sides, t.survey_close)
+    await fx.enter(Stage.FOLLOW_UP, sides, t.survey_close)
     partner = partner_audience(state.partner or "")
     await fx.notify("survey_invitation", [REQUESTER, partner], action="survey")
     await fx.wait(

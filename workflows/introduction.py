@@ -24,7 +24,7 @@ async def run_introductions(fx: Effects) -> bool:
         state.answer = None
         state.asked.append(organisation_id)
         audience = partner_audience(organisation_id)
-        fx.enter(Stage.INTRODUCTION, [audience], t.partner_deadline)
+        await fx.enter(Stage.INTRODUCTION, [audience], t.partner_deadline)
         state.candidates[organisation_id].intro_status = "asked"
         await fx.update_candidate(organisation_id, intro_status="asked")
         await fx.notify(
@@ -62,7 +62,7 @@ async def run_introductions(fx: Effects) -> bool:
                 "introduction_accepted", actor=answer.actor, organisation_id=organisation_id
             )
             # Scheduling opens before the e-mails go: the requester's link must work at once.
-            fx.enter(Stage.SCHEDULING, [REQUESTER], t.scheduling_deadline)
+            await fx.enter(Stage.SCHEDULING, [REQUESTER], t.scheduling_deadline)
             made = CandidateEmail(organisation_id=organisation_id, kind="introduction_made")
             await fx.notify("introduction_made", [REQUESTER], action="slots", email=made)
             await fx.notify("introduction_made", [audience], email=made)

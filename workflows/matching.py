@@ -16,7 +16,7 @@ async def run_matching(fx: Effects, matching_round: int) -> bool:
     state.matching_rounds = matching_round
     state.shortlist = None
     state.forget("shortlist")
-    fx.enter(Stage.MATCHING, ["home_broker"], t.shortlist_escalation)
+    await fx.enter(Stage.MATCHING, ["home_broker"], t.shortlist_escalation)
     found = await fx.find_candidates(matching_round)
     state.store_candidates(found.candidates)
     await fx.record("candidates_found", count=len(found.candidates), round=matching_round)
@@ -53,7 +53,7 @@ async def run_matching(fx: Effects, matching_round: int) -> bool:
 async def run_host_review(fx: Effects, shortlist: list[str]) -> None:
     state = fx.state
     clusters = sorted({state.candidates[o].cluster for o in shortlist})
-    fx.enter(
+    await fx.enter(
         Stage.HOST_REVIEW, [f"host_broker:{c}" for c in clusters], state.timings.host_review_consent
     )
     for organisation_id in shortlist:

@@ -27,8 +27,9 @@ async def run_meeting_and_follow_up(fx: Effects) -> bool:
     end = datetime.fromisoformat(meeting.end)
     scaled_end = max(0.0, (end - workflow.now()).total_seconds() / t.time_scale)
     # The stage moves before the e-mails go: a cancel may arrive while they are sent.
-    fx.enter(Stage.MEETING_SCHEDULED, [], scaled_end)
+    # Taken before entering: a change that arrives while the entry is recorded counts.
     version = state.meeting_version
+    await fx.enter(Stage.MEETING_SCHEDULED, [], scaled_end)
     await fx.record(
         "meeting_scheduled", start=meeting.start, end=meeting.end, sequence=meeting.sequence
     )

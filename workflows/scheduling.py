@@ -26,8 +26,9 @@ async def run_scheduling(fx: Effects) -> None:
             await announce_proposal(fx, state.proposal)
             continue
         waiting = [state.waiting_side()]
-        fx.enter(Stage.SCHEDULING, waiting, t.scheduling_deadline)
+        # Taken before entering: a proposal that arrives while the entry is recorded counts.
         version = state.meeting_version
+        await fx.enter(Stage.SCHEDULING, waiting, t.scheduling_deadline)
         changed = await fx.wait(
             partial(state.meeting_changed_since, version),
             reminders=[(t.scheduling_reminder, partial(scheduling_reminder, fx, waiting[0]))],

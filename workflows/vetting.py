@@ -18,7 +18,7 @@ async def run_vetting(fx: Effects) -> None:
     while True:
         # A decision may arrive before the first wait (the stage is vetting from the start),
         # so it is cleared only once consumed.
-        fx.enter(Stage.VETTING, ["home_broker"], t.vetting_escalation)
+        await fx.enter(Stage.VETTING, ["home_broker"], t.vetting_escalation)
         await fx.notify("vetting_needed", [HOME_BROKERS], action="vet")
         await fx.wait(
             lambda: state.vetting is not None,
@@ -48,7 +48,7 @@ async def run_vetting(fx: Effects) -> None:
         state.vetting = None
         state.amendment = None
         state.forget("vet", "amend")
-        fx.enter(Stage.CHANGES_REQUESTED, ["requester"], t.changes_expiry)
+        await fx.enter(Stage.CHANGES_REQUESTED, ["requester"], t.changes_expiry)
         await fx.notify(
             "changes_requested",
             [REQUESTER],

@@ -1,13 +1,13 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.records import RecordActivities, RecordEventInput, RecordEventOutput
-from ce4big.models import Exchange, ExchangeEvent
+from ce4big.models import Exchange, ExchangeEvent, ExchangeStage
 from tests.exchange_world import ExchangeWorld, add_world
 
 AT = datetime(2031, 3, 4, 10, 30, tzinfo=UTC)
@@ -156,3 +156,71 @@ class TestRecordEvent:
             record(db, RecordEventInput(exchange_id=999_999, event_key="x:1:submitted", kind="x"))
 
         assert (failure.value.type, failure.value.non_retryable) == ("UnknownExchange", True)
+
+
+def stages(db: Engine, exchange_id: int) -> list[ExchangeStage]:
+    with Session(db) as session:
+        query = (
+            select(ExchangeStage)
+            .where(ExchangeStage.exchange_id == exchange_id)
+            .order_by(col(ExchangeStage.id))
+        )
+        return list(session.exec(query))
+
+
+def entry(world: ExchangeWorld, seq: int, stage: str, waiting_on: list[str]) -> RecordEventInput:
+    return RecordEventInput(
+        exchange_id=world.exchange_id,
+        event_key=f"exchange-{world.exchange_id}:{seq}:stage_entered",
+        kind="stage_entered",
+        at=AT + timedelta(days=seq),
+        status=stage,
+        waiting_on=waiting_on,
+        deadline=AT + timedelta(days=seq + 5),
+    )
+
+
+class TestStageSpells:
+    def test_each_entry_ends_the_open_spell_and_opens_the_next_once(
+        self, db: Engine, world: ExchangeWorld
+    ) -> None:
+        record(db, entry(world, 1, "vetting", ["home_broker"]))
+        record(db, entry(world, 2, "scheduling", ["requester"]))
+        record(db, entry(world, 2, "scheduling", ["requester"]))  # a retried attempt
+        record(db, entry(world, 3, "scheduling", ["partner"]))
+
+        rows = stages(db, world.exchange_id)
+        assert [(r.stage, r.waiting_on) for r in rows] == [
+            ("vetting", ["home_broker"]),
+            ("scheduling", ["requester"]),
+            ("scheduling", ["partner"]),
+        ]
+        assert [naive(r.left_at) for r in rows] == [
+            naive(AT + timedelta(days=2)),
+            naive(AT + timedelta(days=3)),
+            None,
+        ]
+        assert naive(rows[-1].deadline_at) == naive(AT + timedelta(days=8))
+        assert exchange(db, world.exchange_id).status == "scheduling"
+
+    def test_closing_leaves_no_open_spell(self, db: Engine, world: ExchangeWorld) -> None:
+        record(db, entry(world, 1, "vetting", ["home_broker"]))
+        record(db, entry(world, 2, "closed", []))
+
+        rows = stages(db, world.exchange_id)
+        assert all(r.left_at is not None for r in rows)
+
+    def test_an_event_that_is_no_entry_leaves_the_spells_alone(
+        self, db: Engine, world: ExchangeWorld
+    ) -> None:
+        record(db, entry(world, 1, "vetting", ["home_broker"]))
+        record(
+            db,
+            RecordEventInput(
+                exchange_id=world.exchange_id,
+                event_key="k:2:vetting_approve",
+                kind="vetting_approve",
+                status="vetting",
+            ),
+        )
+        assert len(stages(db, world.exchange_id)) == 1

@@ -2,6 +2,7 @@
 SMTP server receives, on Temporal's time-skipping server."""
 
 import asyncio
+import itertools
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -9,8 +10,10 @@ from email.message import EmailMessage
 
 import pytest
 from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 from temporalio.testing import WorkflowEnvironment
 
+from ce4big.models import ExchangeStage
 from tests.api.world import World, running_world
 
 LINK = re.compile(r"^(http://testserver/t/(\S+))\r?$", re.MULTILINE)
@@ -59,7 +62,7 @@ async def stage(world: World, exchange_id: int) -> str:
 
 class TestWholeExchange:
     async def test_request_to_recorded_outcome_through_http_and_email_links(
-        self, world: World
+        self, world: World, db: Engine
     ) -> None:
         sme, broker = "anna@meuse-kinase.example", "broker@biowin.example"
         host, partner = "broker@biom.example", "bd@isartox.example"
@@ -158,3 +161,22 @@ class TestWholeExchange:
             assert kind in kinds, kind
         keys = [r.parsed()["Message-ID"] for r in world.mail.received]
         assert len(keys) == len(set(keys)), "no e-mail was sent twice"
+        # The stage read model walked the same way, one spell after the other.
+        with Session(db) as session:
+            spells = session.exec(
+                select(ExchangeStage)
+                .where(ExchangeStage.exchange_id == exchange_id)
+                .order_by(col(ExchangeStage.id))
+            ).all()
+        walked = list(dict.fromkeys(s.stage for s in spells))
+        assert walked == [
+            "vetting",
+            "matching",
+            "host_review",
+            "introduction",
+            "scheduling",
+            "meeting_scheduled",
+            "follow_up",
+            "closed",
+        ]
+        assert all(a.left_at == b.entered_at for a, b in itertools.pairwise(spells))

@@ -1,9 +1,14 @@
-from sqlalchemy import Engine, inspect
-from sqlmodel import Session, select
+from datetime import UTC, datetime
 
-from ce4big.db import upgrade_database
+from sqlalchemy import Engine, inspect, text
+from sqlmodel import Session, col, select
+
+from ce4big.db import make_engine, upgrade_database
 from ce4big.domain import CLUSTERS
-from ce4big.models import Cluster
+from ce4big.models import Cluster, ExchangeStage
+
+BEFORE = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+AFTER = datetime(2026, 11, 20, 16, 0, tzinfo=UTC)
 
 
 class TestMigrations:
@@ -21,6 +26,10 @@ class TestMigrations:
             "emaillog",
             "surveyresponse",
             "devmessage",
+            "signinlink",
+            "signinrequest",
+            "websession",
+            "exchangestage",
         } <= tables
 
     def test_clusters_are_reference_data(self, session: Session) -> None:
@@ -32,3 +41,45 @@ class TestMigrations:
     def test_upgrade_twice_changes_nothing(self, db: Engine, session: Session) -> None:
         upgrade_database(db.url.render_as_string(hide_password=False))
         assert len(session.exec(select(Cluster)).all()) == 4
+
+
+class TestStageBackfill:
+    def test_exchanges_of_before_get_one_spell_for_their_stage(
+        self, empty_database_url: str
+    ) -> None:
+        upgrade_database(empty_database_url, revision="0004")
+        engine = make_engine(empty_database_url)
+        try:
+            with engine.begin() as connection:
+                connection.execute(
+                    text(
+                        'INSERT INTO "user" (id, email, name, role, is_active, created_at) '
+                        "VALUES (1, 'sme@x.example', '', 'sme', true, :at)"
+                    ),
+                    {"at": BEFORE},
+                )
+                for exchange_id, status, closed_at in ((1, "matching", None), (2, "closed", AFTER)):
+                    connection.execute(
+                        text(
+                            "INSERT INTO exchange (id, title, description, requester_id, "
+                            "home_cluster, target_clusters, partner_kinds, "
+                            "required_certifications, cooperation_type, meeting_format, "
+                            "languages, status, created_at, updated_at, closed_at) VALUES "
+                            "(:id, 't', 'd', 1, 'biowin', '[]', '[]', '[]', "
+                            "'service_agreement', 'any', '[\"en\"]', :status, :at, :at, :closed)"
+                        ),
+                        {"id": exchange_id, "status": status, "at": BEFORE, "closed": closed_at},
+                    )
+            upgrade_database(empty_database_url)
+            with Session(engine) as session:
+                rows = session.exec(
+                    select(ExchangeStage).order_by(col(ExchangeStage.exchange_id))
+                ).all()
+        finally:
+            engine.dispose()
+        assert [(r.exchange_id, r.stage, r.waiting_on) for r in rows] == [
+            (1, "matching", []),
+            (2, "closed", []),
+        ]
+        assert rows[0].left_at is None and rows[1].left_at == AFTER
+        assert rows[0].entered_at == BEFORE

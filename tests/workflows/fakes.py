@@ -1,5 +1,6 @@
 """In-memory stand-ins for the exchange activities, registered under the same names."""
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,6 +52,8 @@ class FakeActivities:
     candidate_updates: list[UpdateCandidateInput] = field(default_factory=list)
     surveys: list[RecordSurveyInput] = field(default_factory=list)
     searches: list[FindCandidatesInput] = field(default_factory=list)
+    # Seconds each stage entry takes to record: decisions then arrive while it is recorded.
+    slow_stage_records: float = 0.0
 
     def all(self) -> list[Callable[..., Any]]:
         return [
@@ -64,6 +67,8 @@ class FakeActivities:
 
     @activity.defn(name="record_event")
     async def record_event(self, data: RecordEventInput) -> RecordEventOutput:
+        if data.waiting_on is not None and self.slow_stage_records:
+            await asyncio.sleep(self.slow_stage_records)
         if any(e.event_key == data.event_key for e in self.events):
             return RecordEventOutput(recorded=False)
         self.events.append(data)

@@ -155,6 +155,21 @@ class TestHappyPath:
         final = await state_of(handle)
         assert (final.stage, final.outcome, final.partner) == ("closed", "completed", "bm-1")
 
+    async def test_a_proposal_while_the_stage_entry_is_recorded_is_not_lost(
+        self, harness: Harness
+    ) -> None:
+        handle = await harness.start()
+        await endorse_all(handle, ["bm-1"])
+        harness.fakes.slow_stage_records = 1.0
+        await handle.execute_update(
+            ExchangeWorkflow.answer_introduction, IntroductionAnswer(partner("bm-1"), "bm-1", True)
+        )
+        # The requester proposes as soon as the introduction arrives, while scheduling's own
+        # entry is still being recorded.
+        await harness.fakes.wait_sent("introduction_made", count=2)
+        await handle.execute_update(ExchangeWorkflow.propose_slots, await harness.slots(3))
+        await wait_stage(handle, "scheduling", ["partner"])
+
     async def test_introduction_made_releases_contacts_only_after_accept(
         self, harness: Harness
     ) -> None:

@@ -52,6 +52,9 @@ def venv_binary(name: str) -> Path:
 
 def check_port_free(host: str, port: int, setting: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the servers themselves do: a connection of the last run still in TIME_WAIT
+        # leaves the port free; only a socket that listens there makes it taken.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:

@@ -14,6 +14,7 @@ import pytest
 from sqlmodel import Session, create_engine, func, select
 
 from ce4big.models import Organisation, User
+from cli.devstack import DevError, check_port_free
 
 CE4BIG = str(Path(sys.executable).parent / "ce4big")
 START_SECONDS = 120
@@ -135,3 +136,26 @@ class TestDevStack:
         assert result.stderr.strip().count("\n") == 0, result.stderr
         assert dev_env["CE4BIG_PORT"] in result.stderr
         assert "CE4BIG_PORT" in result.stderr
+
+
+class TestPortCheck:
+    def test_a_port_whose_last_connection_is_in_time_wait_is_free(self) -> None:
+        port = free_port()
+        with socket.socket() as server:
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            server.bind(("127.0.0.1", port))
+            server.listen()
+            client = socket.create_connection(("127.0.0.1", port))
+            connection, _ = server.accept()
+            # The server's side closes first, so it waits in TIME_WAIT, as after a restart.
+            connection.close()
+            client.close()
+        check_port_free("127.0.0.1", port, "CE4BIG_PORT")
+
+    def test_a_listening_port_is_in_use(self) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            with pytest.raises(DevError, match=f"port {port} is already in use"):
+                check_port_free("127.0.0.1", port, "CE4BIG_PORT")

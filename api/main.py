@@ -14,10 +14,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
+from api import web
 from api.limits import BodyLimitMiddleware
 from api.routes import actions, catalogue, core, devmailbox, exchanges, pages, users
 from api.routes.devmailbox import MailPreviews
 from api.templating import STATIC_DIR
+from api.web.auth import SignInMailer
+from api.web.errors import is_web_page, sign_in_redirect, web_error_page
+from api.web.visitor import SignInRequired
 from ce4big.db import engine_for
 from ce4big.errors import AppError
 from ce4big.settings import Settings, get_settings
@@ -60,11 +64,15 @@ def _error_response(
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    """JSON for the API; the page behind an e-mail link gets a page in its recipient's language."""
+    """JSON for the API; a page (of the web app, or behind an e-mail link) gets a page in its
+    reader's language."""
+    response: Response
     if pages.is_page_request(request):
-        response: Response = pages.error_page(
-            request, status_code=status_code, code=code, message=message
-        )
+        response = pages.error_page(request, status_code=status_code, code=code, message=message)
+        response.headers.update(headers or {})
+        return response
+    if is_web_page(request):
+        response = web_error_page(request, status_code=status_code, code=code, message=message)
         response.headers.update(headers or {})
         return response
     return JSONResponse(
@@ -74,6 +82,8 @@ def _error_response(
 
 async def _app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
+    if isinstance(exc, SignInRequired) and is_web_page(request):
+        return sign_in_redirect(request)
     return _error_response(
         request,
         status_code=exc.status_code,
@@ -132,9 +142,11 @@ def create_app(
     *,
     temporal_client: Client | None = None,
     mail_previews: MailPreviews | None = None,
+    sign_in_mailer: SignInMailer | None = None,
 ) -> FastAPI:
-    """The web app. `mail_previews` renders the development mailbox's sample e-mails (the web
-    edge does not import emails/; the composition roots pass `emails.previews.EmailPreviews`)."""
+    """The web app and the JSON API. The web edge does not import emails/: the composition
+    roots pass what sends and renders mail (`emails.signin.SignInMailer` for the sign-in
+    links, `emails.previews.EmailPreviews` for the development mailbox's samples)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -144,6 +156,7 @@ def create_app(
         app.state.engine = engine
         app.state.temporal = TemporalConnector(settings, temporal_client)
         app.state.mail_previews = mail_previews
+        app.state.sign_in_mailer = sign_in_mailer
         try:
             yield
         finally:
@@ -174,6 +187,7 @@ def create_app(
     app.include_router(actions.router, prefix="/api/v1")
     app.include_router(users.router, prefix="/api/v1")
     app.include_router(pages.router)
+    app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.is_development:
         app.include_router(devmailbox.router)

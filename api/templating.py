@@ -3,15 +3,17 @@ mailbox), with the gettext catalogues installed: a page names its `language` in 
 Styles and scripts come from /static only, so the Content-Security-Policy allows no inline
 code at all."""
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
+from jinja2.runtime import Context
 from starlette.templating import Jinja2Templates
 
-from ce4big.i18n import install_gettext
+from ce4big.i18n import format_datetime, format_short_datetime, format_span, install_gettext
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -35,6 +37,38 @@ environment = Environment(
     lstrip_blocks=True,
 )
 install_gettext(environment)
+
+
+def _zone(ctx: Context) -> str:
+    """The reader's zone: the signed-in visitor's, else the page's `timezone`, else UTC."""
+    visitor = ctx.get("visitor")
+    zone = getattr(visitor, "timezone", None) or ctx.get("timezone")
+    return zone if isinstance(zone, str) else "UTC"
+
+
+@pass_context
+def _datetime(ctx: Context, value: datetime) -> str:
+    return format_datetime(value, zone=_zone(ctx), language=ctx["language"])
+
+
+@pass_context
+def _when(ctx: Context, value: datetime, zone: str | None = None) -> str:
+    return format_short_datetime(value, zone=zone or _zone(ctx), language=ctx["language"])
+
+
+@pass_context
+def _span(ctx: Context, start: datetime, end: datetime, zone: str | None = None) -> str:
+    return format_span(start, end, zone=zone or _zone(ctx), language=ctx["language"])
+
+
+environment.filters.update(datetime=_datetime, when=_when, span=_span)
+# The language switch offers each language in its own name.
+environment.globals["languages"] = [
+    ("en", "English"),
+    ("fr", "Français"),
+    ("de", "Deutsch"),
+    ("pl", "Polski"),
+]
 templates = Jinja2Templates(env=environment)
 
 

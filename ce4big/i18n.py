@@ -190,6 +190,14 @@ def format_datetime(value: datetime, *, zone: str, language: str) -> str:
     return f"{moment} ({_zone_name(local, zone, language)})"
 
 
+def format_short_datetime(value: datetime, *, zone: str, language: str) -> str:
+    """`31 Mar 2026, 10:00 CEST`: for lists and tables, still naming the zone."""
+    local = _local(value, zone)
+    date = babel_format_date(local, "medium", locale=BABEL_LOCALES[language])
+    zone_name = format_time(local, "z", tzinfo=ZoneInfo(zone), locale=BABEL_LOCALES[language])
+    return f"{date}, {_time(local, zone, language)} {zone_name}"
+
+
 def format_span(start: datetime, end: datetime, *, zone: str, language: str) -> str:
     """`Tuesday, 31 March 2026, 10:00-11:00 (Central European Summer Time)`, with an en dash;
     a span over midnight names both days."""

@@ -66,3 +66,24 @@ def get_user_by_api_token(*, session: Session, plain: str, now: datetime) -> Use
 
 def get_user_by_email(*, session: Session, email: str) -> User | None:
     return session.exec(select(User).where(func.lower(User.email) == email.lower())).first()
+
+
+def list_api_tokens(*, session: Session, user_id: int) -> list[ApiToken]:
+    """A user's tokens, newest first (only their hashes are stored: never the token)."""
+    query = (
+        select(ApiToken)
+        .where(ApiToken.user_id == user_id)
+        .order_by(col(ApiToken.created_at).desc(), col(ApiToken.id).desc())
+    )
+    return list(session.exec(query))
+
+
+def revoke_api_token(*, session: Session, user_id: int, token_id: int, now: datetime) -> bool:
+    """False when the user has no such token (someone else's is as unknown as none)."""
+    token = session.get(ApiToken, token_id)
+    if token is None or token.user_id != user_id:
+        return False
+    if token.revoked_at is None:
+        token.revoked_at = now
+        session.add(token)
+    return True

@@ -26,6 +26,7 @@ from ce4big.settings import Settings
 from ce4big.temporal import connect_temporal
 from cli.mailsink import start_sink
 from emails.previews import EmailPreviews
+from emails.signin import SignInMailer
 
 logger = logging.getLogger("ce4big.dev")
 TEMPORAL_START_SECONDS = 60
@@ -163,7 +164,12 @@ async def run_dev(settings: Settings) -> int:
         client = await connect_temporal(settings)
         server = _Server(
             uvicorn.Config(
-                create_app(settings, temporal_client=client, mail_previews=EmailPreviews()),
+                create_app(
+                    settings,
+                    temporal_client=client,
+                    mail_previews=EmailPreviews(),
+                    sign_in_mailer=SignInMailer(settings),
+                ),
                 host=settings.ce4big_host,
                 port=settings.ce4big_port,
                 log_level="warning",

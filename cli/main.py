@@ -43,10 +43,11 @@ def cmd_api(_args: argparse.Namespace) -> int:
 
     from api.main import create_app
     from emails.previews import EmailPreviews
+    from emails.signin import SignInMailer
 
     _configure_logging()
     settings = _settings()
-    app = create_app(settings, mail_previews=EmailPreviews())
+    app = create_app(settings, mail_previews=EmailPreviews(), sign_in_mailer=SignInMailer(settings))
     uvicorn.run(app, host=settings.ce4big_host, port=settings.ce4big_port)
     return 0
 

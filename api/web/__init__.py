@@ -1,0 +1,9 @@
+"""The web app: SMEs, brokers and managers sign in and do their work in the browser. Plain
+HTML forms that work without JavaScript; htmx, where present, refreshes parts in place."""
+
+from fastapi import APIRouter
+
+from api.web import auth
+
+router = APIRouter(include_in_schema=False)
+router.include_router(auth.router)

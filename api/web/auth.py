@@ -7,6 +7,7 @@ from zoneinfo import available_timezones
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from api.deps import EngineDep, SettingsDep, session_cookie, session_cookie_name
@@ -86,7 +87,7 @@ async def switch_language(
     language = chosen if isinstance(chosen, str) and chosen in LANGUAGES else visitor.language
     response = redirect(safe_next(form.get("next")))
     if visitor.user is not None:
-        await run_in_session(engine, lambda session: _save_language(session, visitor, language))
+        await _update_user(engine, visitor.user, language=language)
     else:
         response.set_cookie(
             LANGUAGE_COOKIE, language, max_age=365 * 86400, httponly=True, samesite="lax"
@@ -94,12 +95,17 @@ async def switch_language(
     return response
 
 
-def _save_language(session: Session, visitor: Visitor, language: str) -> None:
-    assert visitor.user is not None
-    user = session.get(User, visitor.user.id)
-    if user is not None:
-        user.language = language
-        session.add(user)
+async def _update_user(engine: Engine, user: User, **values: str) -> None:
+    user_id = user.id
+
+    def update(session: Session) -> None:
+        row = session.get(User, user_id)
+        assert row is not None
+        for name, value in values.items():
+            setattr(row, name, value)
+        session.add(row)
+
+    await run_in_session(engine, update)
 
 
 # ---------------------------------------------------------------- signing in and out
@@ -338,15 +344,7 @@ async def save_account(
             status_code=422,
         )
     assert visitor.user is not None
-    user_id = visitor.user.id
-
-    def save(session: Session) -> None:
-        user = session.get(User, user_id)
-        assert user is not None
-        user.language, user.timezone = str(language), zone
-        session.add(user)
-
-    await run_in_session(engine, save)
+    await _update_user(engine, visitor.user, language=str(language), timezone=zone)
     return redirect("/account")
 
 

@@ -224,3 +224,52 @@ class TestLanguage:
         assert user is not None
         session.refresh(user)
         assert user.language == "pl"
+
+
+@pytest.mark.usefixtures("eva")
+class TestAccount:
+    async def signed_in(self, b: Browser) -> str:
+        await b.ask_for_link()
+        await b.sign_in(await b.link())
+        return await b.csrf("/account")
+
+    async def test_language_and_time_zone_are_saved(self, browser: BrowserFactory) -> None:
+        async with browser() as b:
+            csrf = await self.signed_in(b)
+            saved = await b.client.post(
+                "/account",
+                data={"language": "de", "timezone": "America/New_York", "csrf_token": csrf},
+            )
+            bad = await b.client.post(
+                "/account", data={"language": "xx", "timezone": "Mars/Base", "csrf_token": csrf}
+            )
+            account = await b.client.get("/account")
+        assert saved.status_code == 303 and bad.status_code == 422
+        assert 'lang="de"' in account.text
+        assert '<option value="America/New_York" selected>' in account.text
+
+    async def test_a_personal_token_is_shown_once_works_and_can_be_revoked(
+        self, browser: BrowserFactory
+    ) -> None:
+        async with browser() as b:
+            csrf = await self.signed_in(b)
+            created = await b.client.post(
+                "/account/tokens", data={"name": "CRM sync", "days": "30", "csrf_token": csrf}
+            )
+            token = re.search(r"c4b_[A-Za-z0-9_-]{43}", created.text)
+            assert token is not None
+            bearer = {"Authorization": f"Bearer {token.group(0)}"}
+            b.client.cookies.clear()
+            before = await b.client.get("/api/v1/me", headers=bearer)
+            csrf = await self.signed_in(b)
+            listed = await b.client.get("/account")
+            token_id = re.search(r'action="/account/tokens/(\d+)/revoke"', listed.text)
+            assert token_id is not None
+            await b.client.post(
+                f"/account/tokens/{token_id.group(1)}/revoke", data={"csrf_token": csrf}
+            )
+            b.client.cookies.clear()
+            after = await b.client.get("/api/v1/me", headers=bearer)
+        assert before.status_code == 200 and before.json()["email"] == EVA
+        assert token.group(0) not in listed.text, "a token is shown only when it is created"
+        assert after.status_code == 401

@@ -1,16 +1,11 @@
 """The page behind an e-mail link in a real browser: Debian's Chromium driven by Playwright,
 against the app served by uvicorn on a free port of this machine."""
 
-import asyncio
-import os
 import tempfile
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from playwright.async_api import async_playwright, expect
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -19,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from api.routes.pages import DONE_MESSAGES, HEADINGS
 from ce4big.i18n import translate
+from tests.api.browser import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM, serving
 from tests.api.test_pages import (
     add_exchange,
     drive_to_introduction,
@@ -30,25 +26,13 @@ from tests.conftest import make_settings
 from tests.emails.mailserver import free_port
 from tests.workflows.conftest import Harness, running_harness, wait_stage
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = Path(tempfile.gettempdir())
 # --brand of base.html: the header has it only if the CSP let the layout's styles through.
 BRAND_BLUE = "rgb(11, 83, 148)"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and not os.environ.get("CI"),
-        reason=f"{CHROMIUM} is missing: apt-get install -y chromium (CI installs it)",
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 
@@ -56,28 +40,6 @@ pytestmark = [
 async def harness(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Harness]:
     async with running_harness(time_skipping_env) as harness:
         yield harness
-
-
-@asynccontextmanager
-async def serving(app: FastAPI, port: int) -> AsyncIterator[None]:
-    """uvicorn in this event loop, so that the app shares the test's Temporal client."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, ws="none")
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    if not server.started:
-        server.should_exit = True
-        await task
-        raise RuntimeError(f"uvicorn did not start on port {port}")
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        await task
 
 
 class TestLinkPageInABrowser:

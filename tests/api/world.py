@@ -4,7 +4,7 @@ time-skipping server, a real SMTP server, and one set of users per role."""
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from ce4big.settings import Settings
+from emails.signin import SignInMailer
+from tests.api.browser import serving
 from tests.conftest import make_settings
 from tests.emails.mailserver import RecordingHandler, smtp_server
 from tests.factories import add_organisation, user_with_token
@@ -111,10 +113,14 @@ def add_people(session: Session) -> dict[str, str]:
 
 @asynccontextmanager
 async def running_world(
-    engine: Engine, env: WorkflowEnvironment, **overrides: Any
+    engine: Engine, env: WorkflowEnvironment, *, http_port: int | None = None, **overrides: Any
 ) -> AsyncIterator[World]:
+    """With `http_port`, the app is also served there by uvicorn (for a browser), and its
+    e-mails link to it."""
     mail = RecordingHandler()
     async with smtp_server(mail) as port:
+        if http_port is not None:
+            overrides.setdefault("base_url", f"http://127.0.0.1:{http_port}")
         settings = make_settings(
             engine.url.render_as_string(hide_password=False),
             smtp_host="127.0.0.1",
@@ -125,7 +131,9 @@ async def running_world(
         )
         with Session(engine) as session:
             tokens = add_people(session)
-        app = create_app(settings, temporal_client=env.client)
+        app = create_app(
+            settings, temporal_client=env.client, sign_in_mailer=SignInMailer(settings)
+        )
         with ThreadPoolExecutor(max_workers=8) as executor:
             worker = build_worker(env.client, settings, engine, executor)
             async with (
@@ -134,5 +142,6 @@ async def running_world(
                 httpx.AsyncClient(
                     transport=httpx.ASGITransport(app=app), base_url="http://testserver"
                 ) as client,
+                serving(app, http_port) if http_port is not None else nullcontext(),
             ):
                 yield World(client, env, engine, settings, mail, tokens)

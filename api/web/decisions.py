@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 from starlette.datastructures import FormData
+from temporalio.client import Client
 
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.routes.exchanges import host_review, list_candidates, set_shortlist, vet_exchange
@@ -17,8 +18,10 @@ from api.web.forms import FormErrors, from_refusal, from_validation
 from api.web.labels import KIND_LABELS, LANGUAGE_NAMES, MEETING_FORMAT_LABELS
 from api.web.visitor import SignedInDep, Visitor, checked_form, page, redirect, require_role
 from ce4big.db import run_in_session
+from ce4big.decisions import query_state
 from ce4big.domain import CLUSTERS_BY_ID, CooperationType, HostVerdict, Role, Stage
 from ce4big.errors import Conflict, Forbidden, Invalid, NotFound
+from ce4big.exchanges import workflow_id_for
 from ce4big.i18n import N_, label
 from ce4big.models import (
     NOTE_MAX,
@@ -324,9 +327,10 @@ class Review:
 
 
 async def _host_review_facts(
-    engine: EngineDep, visitor: Visitor, exchange_id: int
+    engine: EngineDep, client: Client, visitor: Visitor, exchange_id: int
 ) -> tuple[Facts, list[Review]]:
-    """The request and the shortlisted candidates of the broker's cluster."""
+    """The request and the shortlisted candidates of the broker's cluster, with the decisions
+    the workflow has taken (SQL records them all once the review ends)."""
     user = require_role(visitor, Role.BROKER)
 
     def load(session: Session) -> tuple[Facts, list[Review]]:
@@ -345,7 +349,15 @@ async def _host_review_facts(
             raise Forbidden("only a broker of a shortlisted candidate's cluster reviews it")
         return _facts(session, exchange), [Review(c, o) for c, o in rows]
 
-    return await run_in_session(engine, load)
+    facts, reviews = await run_in_session(engine, load)
+    state = await query_state(client=client, workflow_id=workflow_id_for(exchange_id))
+    live = {
+        c.get("organisation_id"): c.get("host_decision")
+        for c in (state or {}).get("candidates", [])
+    }
+    for r in reviews:
+        r.candidate.host_decision = r.candidate.host_decision or live.get(r.organisation.id)
+    return facts, reviews
 
 
 def _host_review_page(
@@ -383,11 +395,11 @@ async def host_review_form(
     visitor: SignedInDep,
     engine: EngineDep,
     settings: SettingsDep,
+    client: TemporalDep,
 ) -> Response:
-    facts, reviews = await _host_review_facts(engine, visitor, exchange_id)
-    if not any(r.candidate.host_decision is None for r in reviews):
-        raise Conflict("every candidate of your cluster has been reviewed")
-    _require_stage(facts.exchange, Stage.HOST_REVIEW)
+    facts, reviews = await _host_review_facts(engine, client, visitor, exchange_id)
+    if any(r.candidate.host_decision is None for r in reviews):
+        _require_stage(facts.exchange, Stage.HOST_REVIEW)
     return _host_review_page(request, visitor, settings, facts, reviews)
 
 
@@ -401,7 +413,7 @@ async def review(
     client: TemporalDep,
 ) -> Response:
     form = await checked_form(request, visitor, settings)
-    facts, reviews = await _host_review_facts(engine, visitor, exchange_id)
+    facts, reviews = await _host_review_facts(engine, client, visitor, exchange_id)
     typed = {name: _text(form, name) for name in ("organisation_id", "decision", "note")}
     organisation_id = typed["organisation_id"]
     controls = {name: f"{name}-{organisation_id}" for name in ("decision", "note")}

@@ -174,14 +174,21 @@ async def import_file(
 ) -> Response:
     user = _staff(visitor)
     limit = settings.catalogue_max_upload_bytes
-    form = await checked_form(request, visitor, settings)
-    upload = form.get("file")
     errors = FormErrors()
-    if not isinstance(upload, UploadFile) or not upload.filename:
+    try:
+        form = await checked_form(request, visitor, settings)
+        upload = form.get("file")
+        data = (
+            await upload.read(limit + 1)
+            if isinstance(upload, UploadFile) and upload.filename
+            else None
+        )
+    finally:
+        # The upload is spooled to a temporary file, refused or not: remove it now.
+        await (await request.form()).close()
+    if data is None:
         errors.add("file", NO_FILE)
         return _import_page(request, visitor, settings, errors=errors, status_code=422)
-    data = await upload.read(limit + 1)
-    await form.close()
     if len(data) > limit:
         errors.add("file", TOO_LARGE)
         return _import_page(request, visitor, settings, errors=errors, status_code=413)

@@ -172,6 +172,9 @@ def create_app(
     def body_limit(path: str) -> int:
         if path.startswith("/api/v1/catalogue/import"):
             return settings.catalogue_max_upload_bytes
+        if path == "/catalogue/import":
+            # The web form's file comes wrapped in multipart with its CSRF field.
+            return settings.catalogue_max_upload_bytes + catalogue.MULTIPART_OVERHEAD
         return settings.max_body_bytes
 
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)

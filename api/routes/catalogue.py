@@ -58,6 +58,60 @@ def _checked_filters(
     return cluster, kind, certification
 
 
+def search_catalogue(
+    *,
+    session: Session,
+    q: str = "",
+    cluster: str | None = None,
+    kind: str | None = None,
+    certification: str | None = None,
+    accepting: bool | None = None,
+    limit: int = MAX_LISTED,
+    offset: int = 0,
+) -> tuple[Sequence[Organisation], int]:
+    """One page of organisations and how many there are in all: by relevance to `q` (any of
+    en, fr, de, pl) when given, else by name. Raises Invalid for an unknown filter value."""
+    cluster, kind, certification = _checked_filters(cluster, kind, certification)
+    if q.strip():
+        ids = search_organisations(
+            session=session, q=q, cluster=cluster, kind=kind, certification=certification
+        )
+        if accepting is not None:
+            keep = set(
+                session.exec(
+                    select(Organisation.id).where(Organisation.accepting_new_projects == accepting)
+                ).all()
+            )
+            ids = [i for i in ids if i in keep]
+        page_ids = ids[offset : offset + limit]
+        found = {
+            o.id: o
+            for o in session.exec(
+                select(Organisation).where(Organisation.id.in_(page_ids))  # type: ignore[attr-defined]
+            )
+        }
+        return [found[i] for i in page_ids if i in found], len(ids)
+    conditions: list[Any] = []
+    if cluster is not None:
+        conditions.append(Organisation.cluster_id == cluster)
+    if kind is not None:
+        conditions.append(Organisation.kind == kind)
+    if certification is not None:
+        # JSON lists are stored as text on both databases: look for the quoted name.
+        conditions.append(cast(Organisation.certifications, String).like(f'%"{certification}"%'))
+    if accepting is not None:
+        conditions.append(Organisation.accepting_new_projects == accepting)
+    count = session.exec(select(func.count()).select_from(Organisation).where(*conditions)).one()
+    page = session.exec(
+        select(Organisation)
+        .where(*conditions)
+        .order_by(Organisation.name, Organisation.id)
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return page, count
+
+
 @router.get("", response_model_exclude_none=True)
 def list_catalogue(
     session: SessionDep,
@@ -70,41 +124,15 @@ def list_catalogue(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> OrganisationsPublic:
     """Organisations by name, or by relevance to `q` (any of en, fr, de, pl) when given."""
-    cluster, kind, certification = _checked_filters(cluster, kind, certification)
-    if q.strip():
-        ids = search_organisations(
-            session=session, q=q, cluster=cluster, kind=kind, certification=certification
-        )
-        page_ids = ids[offset : offset + limit]
-        found = {
-            o.id: o
-            for o in session.exec(
-                select(Organisation).where(Organisation.id.in_(page_ids))  # type: ignore[attr-defined]
-            )
-        }
-        page: Sequence[Organisation] = [found[i] for i in page_ids if i in found]
-        count = len(ids)
-    else:
-        conditions: list[Any] = []
-        if cluster is not None:
-            conditions.append(Organisation.cluster_id == cluster)
-        if kind is not None:
-            conditions.append(Organisation.kind == kind)
-        if certification is not None:
-            # JSON lists are stored as text on both databases: look for the quoted name.
-            conditions.append(
-                cast(Organisation.certifications, String).like(f'%"{certification}"%')
-            )
-        count = session.exec(
-            select(func.count()).select_from(Organisation).where(*conditions)
-        ).one()
-        page = session.exec(
-            select(Organisation)
-            .where(*conditions)
-            .order_by(Organisation.name, Organisation.id)
-            .offset(offset)
-            .limit(limit)
-        ).all()
+    page, count = search_catalogue(
+        session=session,
+        q=q,
+        cluster=cluster,
+        kind=kind,
+        certification=certification,
+        limit=limit,
+        offset=offset,
+    )
     return OrganisationsPublic(data=[public_organisation(o, user=user) for o in page], count=count)
 
 
@@ -181,7 +209,7 @@ def _check_scope(*, session: Session, user: User, rows: Sequence[CatalogueRow]) 
         )
 
 
-def _import(*, session: Session, user: User, data: bytes) -> CatalogueImportResult:
+def import_catalogue_rows(*, session: Session, user: User, data: bytes) -> CatalogueImportResult:
     rows = parse_catalogue_csv(data)
     _check_scope(session=session, user=user, rows=rows)
     created, updated = upsert_organisations(session=session, rows=rows)
@@ -215,7 +243,7 @@ async def import_catalogue(
     body = await _read_body(request, limit + MULTIPART_OVERHEAD if multipart else limit)
     data = await _uploaded_file(request, body, limit) if multipart else body
     return await run_in_session(
-        engine, lambda session: _import(session=session, user=user, data=data)
+        engine, lambda session: import_catalogue_rows(session=session, user=user, data=data)
     )
 
 

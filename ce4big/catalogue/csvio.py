@@ -60,6 +60,9 @@ FALSE_WORDS = frozenset({"false", "no", "0", "n", "non", "nein", "nie"})
 KINDS = frozenset(k.value for k in OrganisationKind)
 CERTIFICATIONS_BY_KEY = {c.casefold(): c for c in CERTIFICATIONS}
 LANGUAGE_CODE = re.compile(r"[a-z]{2}")
+# A spreadsheet runs a cell that starts with = + - @ (or a tab or CR) as a formula: the export
+# writes such a cell behind an apostrophe, which the import takes off again (lossless both ways).
+_FORMULA_LIKE = re.compile(r"'*[=+\-@\t\r]")
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,14 @@ def _delimiter(header_line: str) -> str:
     return ";" if header_line.count(";") > header_line.count(",") else ","
 
 
+def neutralise_formula(cell: str) -> str:
+    return "'" + cell if _FORMULA_LIKE.match(cell) else cell
+
+
+def _restore_formula(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") and _FORMULA_LIKE.match(cell[1:]) else cell
+
+
 def _split_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(";") if item.strip()]
 
@@ -160,7 +171,7 @@ def _validate(raw: dict[str, str], line: int, errors: list[RowError]) -> Catalog
     def fail(field_name: str, reason: str) -> None:
         errors.append(RowError(line, field_name, reason))
 
-    values = {k: (raw.get(k) or "").strip() for k in HEADER}
+    values = {k: _restore_formula((raw.get(k) or "").strip()) for k in HEADER}
     for name in ("id", "name", "cluster", "kind", "country"):
         if not values[name]:
             fail(name, "required")
@@ -277,7 +288,7 @@ def parse_catalogue_csv(data: bytes) -> list[CatalogueRow]:
 
 
 def write_catalogue_csv(rows: Iterable[dict[str, Any]]) -> str:
-    """Rows (dicts keyed by the header) as CSV text, lists joined by `;`."""
+    """Rows (dicts keyed by the header) as CSV text, lists joined by `;`, formulas defused."""
     out = io.StringIO(newline="")
     # CRLF, as RFC 4180 and spreadsheet programs write it.
     writer = csv.writer(out, lineterminator="\r\n")
@@ -285,11 +296,11 @@ def write_catalogue_csv(rows: Iterable[dict[str, Any]]) -> str:
     for row in rows:
         writer.writerow(
             [
-                ";".join(row[name])
+                neutralise_formula(";".join(row[name]))
                 if name in LIST_FIELDS
                 else ("true" if row[name] else "false")
                 if name == "accepting_new_projects"
-                else row[name]
+                else neutralise_formula(str(row[name] or ""))
                 for name in HEADER
             ]
         )

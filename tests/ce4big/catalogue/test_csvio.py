@@ -177,3 +177,20 @@ class TestWriteCatalogueCsv:
 
         assert written == text
         assert parse_catalogue_csv(written.encode()) == rows
+
+    def test_cells_a_spreadsheet_would_run_as_formulas_are_defused_and_read_back(self) -> None:
+        rows = parse_catalogue_csv(csv_text(CATALOGUE[:1]).encode())
+        evil = {name: getattr(rows[0], name) for name in HEADER}
+        evil["name"] = '=HYPERLINK("http://evil.example","click")'
+        evil["city"] = "'=kept as typed"
+        evil["services"] = ["+cmd|' /C calc'!A0", "toxicology"]
+        evil["contact_name"] = "@SUM(1+1)"
+
+        written = write_catalogue_csv([evil])
+        cells = written.splitlines()[1]
+
+        assert "'=HYPERLINK" in cells and "'@SUM" in cells and "'+cmd" in cells
+        assert "''=kept as typed" in cells
+        again = parse_catalogue_csv(written.encode())[0]
+        assert again.name == evil["name"] and again.city == "'=kept as typed"
+        assert again.services == evil["services"] and again.contact_name == "@SUM(1+1)"

@@ -3,7 +3,8 @@ HTML forms that work without JavaScript; htmx, where present, refreshes parts in
 
 from fastapi import APIRouter
 
-from api.web import auth
+from api.web import auth, exchanges
 
 router = APIRouter(include_in_schema=False)
 router.include_router(auth.router)
+router.include_router(exchanges.router)

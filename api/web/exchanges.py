@@ -625,6 +625,7 @@ async def submit_exchange(
     # A fresh key when the page did not send one: the submit is then not retried safely, but
     # still taken once.
     key = _text(form, "idempotency_key")[:200] or secrets.token_urlsafe(24)
+    state.values["idempotency_key"] = [key]
     try:
         body = ExchangeCreate.model_validate(values)
     except ValidationError as exc:
@@ -860,9 +861,10 @@ def _moment(
 
 def _parse_time(value: object) -> datetime | None:
     try:
-        return datetime.fromisoformat(str(value))
+        parsed = datetime.fromisoformat(str(value))
     except ValueError:
         return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def exchange_view(
@@ -883,11 +885,18 @@ def exchange_view(
     open_spell = next((s for s in reversed(facts.spells) if s.left_at is None), None)
     stage = Stage(open_spell.stage if open_spell else exchange.status)
     waiting_on = list(open_spell.waiting_on) if open_spell else []
+    since = _aware(open_spell.entered_at) if open_spell else None
     deadline = _aware(open_spell.deadline_at) if open_spell else None
+    # The workflow answers first-hand; SQL records each step a moment later.
+    live = state if state and state.get("stage") in set(Stage) else None
+    if live is not None:
+        stage = Stage(live["stage"])
+        waiting_on = [str(w) for w in live.get("waiting_on") or []]
+        since = _parse_time(live.get("since")) or since
+        deadline = _parse_time(live.get("deadline")) if live.get("deadline") else None
     visited = {str(s.stage) for s in facts.spells} | {
         str(e.detail.get("stage")) for e in facts.events if e.kind == "stage_entered"
     }
-    live = state if state and state.get("stage") == stage else None
 
     requester_zone = _user_zone(facts.requester)
     partner = facts.partner
@@ -975,7 +984,7 @@ def exchange_view(
         outcome=exchange.outcome,
         steps=_steps(language, stage, exchange.outcome, visited),
         waiting=_waiting_words(language, waiting_on, for_sme=for_sme),
-        since=_aware(open_spell.entered_at) if open_spell else None,
+        since=since,
         deadline=deadline,
         overdue=deadline is not None and deadline <= now,
         timeline=_timeline(language, facts.events, for_sme=for_sme),

@@ -239,33 +239,31 @@ def _text(form: FormData, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _ngettext(language: str, singular: str, plural: str, count: int) -> str:
-    return translations(language).ngettext(singular, plural, count) % {"num": count}
-
-
 def _pydantic_message(language: str, error: ErrorDetails) -> str:
     kind = error["type"]
     context = error.get("ctx") or {}
+    ngettext = translations(language).ngettext
     if kind == "missing":
         return translate(language, N_("Fill in this field."))
     if kind == "string_too_short":
         count = int(context.get("min_length", 1))
-        return _ngettext(
-            language,
-            "Write at least %(num)d character.",
-            "Write at least %(num)d characters.",
-            count,
+        text = ngettext(
+            "Write at least %(num)d character.", "Write at least %(num)d characters.", count
         )
+        return text % {"num": count}
     if kind == "string_too_long":
         count = int(context.get("max_length", 1))
-        return _ngettext(
-            language, "Write at most %(num)d character.", "Write at most %(num)d characters.", count
+        text = ngettext(
+            "Write at most %(num)d character.", "Write at most %(num)d characters.", count
         )
+        return text % {"num": count}
     if kind == "too_short":
         return translate(language, N_("Choose at least one."))
     if kind == "too_long":
         count = int(context.get("max_length", 1))
-        return _ngettext(language, "Choose at most %(num)d.", "Choose at most %(num)d.", count)
+        return ngettext("Choose at most %(num)d.", "Choose at most %(num)d.", count) % {
+            "num": count
+        }
     if kind.startswith(("datetime", "date")):
         return translate(language, N_("Enter a date and time."))
     if kind.startswith(("int", "greater_than", "less_than")):

@@ -3,10 +3,11 @@ HTML forms that work without JavaScript; htmx, where present, refreshes parts in
 
 from fastapi import APIRouter
 
-from api.web import auth, catalogue, decisions, inbox
+from api.web import auth, catalogue, decisions, exchanges, inbox
 
 router = APIRouter(include_in_schema=False)
 router.include_router(auth.router)
 router.include_router(inbox.router)
 router.include_router(decisions.router)
+router.include_router(exchanges.router)
 router.include_router(catalogue.router)

@@ -2,10 +2,13 @@
 
 from typing import Any
 
+from sqlalchemy import update
+from sqlmodel import Session, col
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from ce4big.domain import HostVerdict
 from ce4big.errors import AppError, Conflict, Forbidden, Invalid, Unavailable
 from ce4big.lifecycle import (
     INVALID_DECISION,
@@ -16,7 +19,7 @@ from ce4big.lifecycle import (
     SlotData,
     SlotProposal,
 )
-from ce4big.models import User, utcnow
+from ce4big.models import ExchangeCandidate, User, utcnow
 from ce4big.schemas import ProposalBody, normalise_slots
 
 REFUSALS: dict[str, type[AppError]] = {
@@ -83,4 +86,20 @@ def slot_proposal(body: ProposalBody, actor: Actor, horizon_days: int) -> SlotPr
         timezone=body.timezone,
         mode=body.mode,
         location=body.location,
+    )
+
+
+def note_host_decision(
+    session: Session, *, exchange_id: int, organisation_id: str, verdict: HostVerdict
+) -> None:
+    """Once the workflow accepted a host review, the candidate's row says so at once (the
+    workflow writes the same when the whole review ends), so the inbox drops the task."""
+    session.execute(
+        update(ExchangeCandidate)
+        .where(
+            col(ExchangeCandidate.exchange_id) == exchange_id,
+            col(ExchangeCandidate.organisation_id) == organisation_id,
+            col(ExchangeCandidate.host_decision).is_(None),
+        )
+        .values(host_decision="endorsed" if verdict == HostVerdict.ENDORSE else "vetoed")
     )

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from ce4big.db import run_in_session
-from ce4big.decisions import query_state, send_decision, slot_proposal
+from ce4big.decisions import note_host_decision, query_state, send_decision, slot_proposal
 from ce4big.domain import CLUSTERS_BY_ID, HostVerdict, VettingVerdict
 from ce4big.errors import Forbidden, Invalid, LinkExpired, LinkRevoked, LinkUsed, NotFound
 from ce4big.exchanges import workflow_id_for
@@ -238,7 +238,16 @@ async def act_on_link(
 
 
 def _record_use(session: Session, link: Link, body: ActionBody) -> None:
-    """Mark the token used (a concurrent twin changes nothing) and apply an amendment's text."""
+    """Mark the token used (a concurrent twin changes nothing) and apply an amendment's text or
+    a host review's decision."""
+    if body.action in tuple(HostVerdict) and link.subject is not None:
+        assert link.exchange.id is not None
+        note_host_decision(
+            session,
+            exchange_id=link.exchange.id,
+            organisation_id=link.subject,
+            verdict=HostVerdict(body.action),
+        )
     if body.action == "amend":
         exchange = session.get(Exchange, link.exchange.id)
         assert exchange is not None

@@ -18,7 +18,13 @@ from api.deps import (
 )
 from ce4big.catalogue.matching import rank_candidates
 from ce4big.db import run_in_session
-from ce4big.decisions import actor_for_user, query_state, send_decision, slot_proposal
+from ce4big.decisions import (
+    actor_for_user,
+    note_host_decision,
+    query_state,
+    send_decision,
+    slot_proposal,
+)
 from ce4big.domain import Role, Stage
 from ce4big.errors import Forbidden, Invalid
 from ce4big.exchanges import match_request_for, start_exchange_workflow, workflow_id_for
@@ -212,7 +218,18 @@ def list_candidates(
     ranked = rank_candidates(
         session=session, request=match_request_for(exchange), top=20, settings=settings
     )
-    return [CandidatePublic(**asdict(c)) for c in ranked]
+    ids = [c.organisation_id for c in ranked]
+    organisations = {
+        o.id: o for o in session.exec(select(Organisation).where(col(Organisation.id).in_(ids)))
+    }
+    return [
+        CandidatePublic(
+            **asdict(c),
+            name=organisations[c.organisation_id].name,
+            cluster=organisations[c.organisation_id].cluster_id,
+        )
+        for c in ranked
+    ]
 
 
 async def _decide(client: Client, exchange: Exchange, update: str, argument: Any) -> DecisionPublic:
@@ -276,7 +293,19 @@ async def host_review(
     decision = HostReviewDecision(
         actor_for_user(user), body.organisation_id, body.decision, body.note
     )
-    return await _decide(client, exchange, "host_review", decision)
+    result = await _decide(client, exchange, "host_review", decision)
+    exchange_id = exchange.id
+    assert exchange_id is not None
+    await run_in_session(
+        engine,
+        lambda session: note_host_decision(
+            session,
+            exchange_id=exchange_id,
+            organisation_id=body.organisation_id,
+            verdict=body.decision,
+        ),
+    )
+    return result
 
 
 @router.post("/{exchange_id}/meeting/proposals")

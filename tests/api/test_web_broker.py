@@ -260,6 +260,8 @@ class TestShortlistAndHostReview:
         assert endorsed.status_code == 303 and endorsed.headers["location"].endswith("endorsed")
         after = await host.get(review)
         assert "Every candidate of your cluster has been reviewed" in after.text
+        # The review waits on the other cluster, but it is off this broker's list at once.
+        assert f'href="{review}"' not in (await host.get("/inbox")).text
         # The other cluster's broker vetoes its candidate: the review ends, both are recorded.
         klsk = sign_in(world, "host_klsk")
         vetoed = await klsk.post(

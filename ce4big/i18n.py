@@ -51,6 +51,12 @@ def N_(message: str) -> str:
 
 
 LABELS: Final[Mapping[type[StrEnum], Mapping[str, str]]] = {
+    Language: {
+        Language.EN: N_("English"),
+        Language.FR: N_("French"),
+        Language.DE: N_("German"),
+        Language.PL: N_("Polish"),
+    },
     CooperationType: {
         CooperationType.SERVICE_AGREEMENT: N_("service agreement"),
         CooperationType.SUBCONTRACTING: N_("subcontracting"),

@@ -18,14 +18,20 @@ from api.routes.catalogue import (
     search_catalogue,
 )
 from api.web.forms import FormErrors
-from api.web.labels import KIND_LABELS, LANGUAGE_NAMES
 from api.web.visitor import SignedInDep, Visitor, checked_form, page, require_role
 from ce4big.catalogue.csvio import CatalogueInvalid, RowError, write_catalogue_csv
 from ce4big.catalogue.store import export_rows
 from ce4big.db import run_in_session
-from ce4big.domain import CERTIFICATIONS, CLUSTERS, CLUSTERS_BY_ID, Role
+from ce4big.domain import (
+    CERTIFICATIONS,
+    CLUSTERS,
+    CLUSTERS_BY_ID,
+    Language,
+    OrganisationKind,
+    Role,
+)
 from ce4big.errors import Forbidden, Invalid, NotFound
-from ce4big.i18n import N_
+from ce4big.i18n import LABELS, N_
 from ce4big.models import CatalogueImportResult, Organisation, User
 from ce4big.settings import Settings
 
@@ -47,7 +53,7 @@ def _staff(visitor: Visitor) -> User:
 def _choices() -> dict[str, Any]:
     return {
         "clusters": [(c.id, c.name) for c in CLUSTERS],
-        "kinds": KIND_LABELS,
+        "kinds": LABELS[OrganisationKind],
         "certifications": CERTIFICATIONS,
     }
 
@@ -250,7 +256,7 @@ async def organisation_page(
         {
             "organisation": public_organisation(found, user=user),
             "cluster_name": cluster.name if cluster else found.cluster_id,
-            "kinds": KIND_LABELS,
-            "language_names": LANGUAGE_NAMES,
+            "kinds": LABELS[OrganisationKind],
+            "language_names": LABELS[Language],
         },
     )

@@ -15,14 +15,22 @@ from temporalio.client import Client
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.routes.exchanges import host_review, list_candidates, set_shortlist, vet_exchange
 from api.web.forms import FormErrors, from_refusal, from_validation
-from api.web.labels import KIND_LABELS, LANGUAGE_NAMES, MEETING_FORMAT_LABELS
 from api.web.visitor import SignedInDep, Visitor, checked_form, page, redirect, require_role
 from ce4big.db import run_in_session
 from ce4big.decisions import query_state
-from ce4big.domain import CLUSTERS_BY_ID, CooperationType, HostVerdict, Role, Stage
+from ce4big.domain import (
+    CLUSTERS_BY_ID,
+    CooperationType,
+    HostVerdict,
+    Language,
+    MeetingFormat,
+    OrganisationKind,
+    Role,
+    Stage,
+)
 from ce4big.errors import Conflict, Forbidden, Invalid, NotFound
 from ce4big.exchanges import workflow_id_for
-from ce4big.i18n import N_, label
+from ce4big.i18n import LABELS, N_, label
 from ce4big.models import (
     NOTE_MAX,
     CandidatePublic,
@@ -125,9 +133,9 @@ def _decision_page(
             **context,
             "facts": facts,
             "cooperation": label(visitor.language, CooperationType, exchange.cooperation_type),
-            "kinds": KIND_LABELS,
-            "formats": MEETING_FORMAT_LABELS,
-            "language_names": LANGUAGE_NAMES,
+            "kinds": LABELS[OrganisationKind],
+            "formats": LABELS[MeetingFormat],
+            "language_names": LABELS[Language],
             "note_max": NOTE_MAX,
             "errors": errors or FormErrors(),
         },

@@ -2,6 +2,7 @@
 exchange page with the actions its stage allows this visitor. Every decision goes through the
 JSON API's handler, so each rule is written once; forms are parsed into the same bodies."""
 
+import inspect
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -1209,126 +1210,68 @@ async def _decide(
     return redirect(f"/exchanges/{exchange_id}?done={done}")
 
 
-@router.post("/exchanges/{exchange_id}/amend")
-async def amend(
-    request: Request,
-    exchange_id: int,
-    visitor: SignedInDep,
-    engine: EngineDep,
-    settings: SettingsDep,
-) -> Response:
-    async def act(body: ExchangeAmend, exchange: Exchange, client: Client, user: User) -> None:
-        await amend_exchange(body=body, exchange=exchange, engine=engine, client=client, user=user)
+@dataclass(frozen=True)
+class RequesterAction:
+    """A form of the requester's on the exchange page, answered by the JSON API's handler."""
 
-    return await _decide(
-        request,
-        visitor,
-        engine,
-        settings,
-        exchange_id,
-        form_name="amend",
-        parse=_amendment,
-        act=act,
-        done="amended",
-    )
+    path: str
+    form_name: str
+    parse: Callable[[FormData], Any]
+    handler: Callable[..., Awaitable[object]]
+    done: str
 
 
-@router.post("/exchanges/{exchange_id}/slots")
-async def propose(
-    request: Request,
-    exchange_id: int,
-    visitor: SignedInDep,
-    engine: EngineDep,
-    settings: SettingsDep,
-) -> Response:
-    async def act(body: ProposalBody, exchange: Exchange, client: Client, user: User) -> None:
-        await propose_slots(
-            body=body, exchange=exchange, client=client, settings=settings, user=user
+REQUESTER_ACTIONS = (
+    RequesterAction("amend", "amend", _amendment, amend_exchange, "amended"),
+    RequesterAction("slots", "propose", _proposal, propose_slots, "slots_proposed"),
+    RequesterAction("pick", "pick", _pick, pick_slot, "slot_picked"),
+    RequesterAction("not-held", "not_held", _reason, report_not_held, "not_held"),
+    RequesterAction("survey", "survey", _survey, answer_survey, "survey"),
+)
+
+
+def _add_requester_action(action: RequesterAction) -> None:
+    wanted = inspect.signature(action.handler).parameters
+
+    async def route(
+        request: Request,
+        exchange_id: int,
+        visitor: SignedInDep,
+        engine: EngineDep,
+        settings: SettingsDep,
+    ) -> Response:
+        # Some handlers also need the engine (amend) or the settings (slots).
+        extra = {
+            name: value
+            for name, value in (("engine", engine), ("settings", settings))
+            if name in wanted
+        }
+
+        async def act(body: Any, exchange: Exchange, client: Client, user: User) -> None:
+            await action.handler(body=body, exchange=exchange, client=client, user=user, **extra)
+
+        return await _decide(
+            request,
+            visitor,
+            engine,
+            settings,
+            exchange_id,
+            form_name=action.form_name,
+            parse=action.parse,
+            act=act,
+            done=action.done,
         )
 
-    return await _decide(
-        request,
-        visitor,
-        engine,
-        settings,
-        exchange_id,
-        form_name="propose",
-        parse=_proposal,
-        act=act,
-        done="slots_proposed",
+    router.add_api_route(
+        f"/exchanges/{{exchange_id}}/{action.path}",
+        route,
+        methods=["POST"],
+        name=f"exchange_{action.form_name}",
     )
 
 
-@router.post("/exchanges/{exchange_id}/pick")
-async def pick(
-    request: Request,
-    exchange_id: int,
-    visitor: SignedInDep,
-    engine: EngineDep,
-    settings: SettingsDep,
-) -> Response:
-    async def act(body: PickBody, exchange: Exchange, client: Client, user: User) -> None:
-        await pick_slot(body=body, exchange=exchange, client=client, user=user)
-
-    return await _decide(
-        request,
-        visitor,
-        engine,
-        settings,
-        exchange_id,
-        form_name="pick",
-        parse=_pick,
-        act=act,
-        done="slot_picked",
-    )
-
-
-@router.post("/exchanges/{exchange_id}/not-held")
-async def not_held(
-    request: Request,
-    exchange_id: int,
-    visitor: SignedInDep,
-    engine: EngineDep,
-    settings: SettingsDep,
-) -> Response:
-    async def act(body: ReasonBody, exchange: Exchange, client: Client, user: User) -> None:
-        await report_not_held(body=body, exchange=exchange, client=client, user=user)
-
-    return await _decide(
-        request,
-        visitor,
-        engine,
-        settings,
-        exchange_id,
-        form_name="not_held",
-        parse=_reason,
-        act=act,
-        done="not_held",
-    )
-
-
-@router.post("/exchanges/{exchange_id}/survey")
-async def survey(
-    request: Request,
-    exchange_id: int,
-    visitor: SignedInDep,
-    engine: EngineDep,
-    settings: SettingsDep,
-) -> Response:
-    async def act(body: SurveyBody, exchange: Exchange, client: Client, user: User) -> None:
-        await answer_survey(body=body, exchange=exchange, client=client, user=user)
-
-    return await _decide(
-        request,
-        visitor,
-        engine,
-        settings,
-        exchange_id,
-        form_name="survey",
-        parse=_survey,
-        act=act,
-        done="survey",
-    )
+for _action in REQUESTER_ACTIONS:
+    _add_requester_action(_action)
 
 
 # ---------------------------------------------------------------- closing, with confirmation

@@ -31,6 +31,9 @@ DAY = 86400
 SME, BROKER, HOST = "anna@meuse-kinase.example", "broker@biowin.example", "broker@biom.example"
 PARTNER, MANAGER = "bd@isartox.example", "manager@ce4big.example"
 SERIOUS = ("serious", "critical")
+STICKING_OUT = """[...document.querySelectorAll('body *')]
+    .filter(e => e.getBoundingClientRect().right > 321 && !e.closest('.table-wrap'))
+    .slice(0, 3).map(e => e.tagName + '.' + e.className)"""
 SCREENSHOTS = os.environ.get("CE4BIG_SCREENSHOTS")
 # Long enough for a loaded machine; each wait ends as soon as its element is there.
 WAIT_MS = 30_000
@@ -268,4 +271,29 @@ async def test_boundaries_hold_in_the_browser(
     await expect(other_sme.locator("h1")).to_have_text("Page not found")
     assert vet is not None and vet.status in (403, 404)
     assert inbox is not None and f'href="{path}/vet"' not in await other_broker.content()
+    assert j.violations == [], j.violations
+
+
+async def test_pages_fit_a_320_pixel_screen(
+    journey_for: Callable[[str], Awaitable[Journey]],
+) -> None:
+    j = await journey_for("pl")
+    exchange_id = await j.world.create()
+    sme = await j.sign_in(SME)
+    broker = await j.sign_in(BROKER)
+    wide: list[str] = []
+    for page, paths in (
+        (sme, ["/exchanges", "/exchanges/new", f"/exchanges/{exchange_id}", "/account"]),
+        (broker, ["/inbox", "/catalogue", f"/exchanges/{exchange_id}/vet"]),
+    ):
+        await page.set_viewport_size({"width": 320, "height": 640})
+        for path in paths:
+            await j.goto(page, path)
+            # Wide tables scroll inside their own box; the page itself must not.
+            width = await page.evaluate("document.documentElement.scrollWidth")
+            if width > 320:
+                # What sticks out, outside the boxes that scroll on their own.
+                culprits = await page.evaluate(STICKING_OUT)
+                wide.append(f"{path}: {width}px {culprits}")
+    assert wide == [], wide
     assert j.violations == [], j.violations

@@ -4,6 +4,7 @@ Styles and scripts come from /static only, so the Content-Security-Policy allows
 code at all."""
 
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
 from jinja2.runtime import Context
 from starlette.templating import Jinja2Templates
 
-from ce4big.i18n import format_datetime, format_short_datetime, format_span, install_gettext
+from ce4big.i18n import (
+    format_datetime,
+    format_short_datetime,
+    format_span,
+    install_gettext,
+    label,
+)
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -87,3 +94,51 @@ def render(
     response.headers.update(SECURITY_HEADERS)
     response.headers.update(headers or {})
     return response
+
+
+# Form choices that every page offers the same way.
+SLOT_MINUTES = (30, 45, 60, 90, 120)
+DEFAULT_SLOT_MINUTES = 60
+# Time zones offered in pickers, after the reader's own (and the other side's); any IANA zone is
+# accepted where a zone is typed.
+OFFERED_ZONES = (
+    "Europe/Brussels",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Europe/Warsaw",
+    "Europe/London",
+    "Europe/Dublin",
+    "Europe/Lisbon",
+    "Europe/Madrid",
+    "Europe/Rome",
+    "Europe/Amsterdam",
+    "Europe/Luxembourg",
+    "Europe/Zurich",
+    "Europe/Vienna",
+    "Europe/Prague",
+    "Europe/Copenhagen",
+    "Europe/Stockholm",
+    "Europe/Oslo",
+    "Europe/Helsinki",
+    "Europe/Athens",
+    "Europe/Bucharest",
+    "UTC",
+    "America/New_York",
+    "America/Chicago",
+    "America/Los_Angeles",
+    "America/Toronto",
+    "Asia/Tokyo",
+    "Asia/Shanghai",
+    "Asia/Singapore",
+    "Asia/Kolkata",
+    "Australia/Sydney",
+)
+
+
+def zone_choices(*preferred: str | None) -> list[str]:
+    return list(dict.fromkeys([*(z for z in preferred if z), *OFFERED_ZONES]))
+
+
+def options(language: str, vocabulary: type[StrEnum]) -> list[tuple[str, str]]:
+    """A closed vocabulary as (value, label in `language`) for a select or radio group."""
+    return [(value, label(language, vocabulary, value)) for value in vocabulary]

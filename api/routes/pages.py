@@ -11,7 +11,6 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -23,7 +22,7 @@ from starlette.datastructures import FormData
 from temporalio.client import Client
 
 from api.deps import EngineDep, SettingsDep, TemporalDep
-from api.templating import render
+from api.templating import DEFAULT_SLOT_MINUTES, SLOT_MINUTES, options, render, zone_choices
 from ce4big.db import run_in_session
 from ce4big.domain import CooperationType, MeetingMode, Outcome, Stage, SurveyOutcome, WaveOutcome
 from ce4big.errors import AppError, Forbidden, Invalid, NotFound
@@ -45,41 +44,6 @@ PAGE_PREFIX = "/t/"
 CSRF_COOKIE = "ce4big_link_csrf"
 CSRF_FIELD = "csrf"
 TOKEN_MIN, TOKEN_MAX = 16, 100
-SLOT_MINUTES = (30, 45, 60, 90, 120)
-DEFAULT_SLOT_MINUTES = 60
-# Offered for counter-proposals; the viewer's and the proposer's zones are added when missing.
-ZONES = (
-    "Europe/Brussels",
-    "Europe/Paris",
-    "Europe/Berlin",
-    "Europe/Warsaw",
-    "Europe/London",
-    "Europe/Dublin",
-    "Europe/Lisbon",
-    "Europe/Madrid",
-    "Europe/Rome",
-    "Europe/Amsterdam",
-    "Europe/Luxembourg",
-    "Europe/Zurich",
-    "Europe/Vienna",
-    "Europe/Prague",
-    "Europe/Copenhagen",
-    "Europe/Stockholm",
-    "Europe/Oslo",
-    "Europe/Helsinki",
-    "Europe/Athens",
-    "Europe/Bucharest",
-    "UTC",
-    "America/New_York",
-    "America/Chicago",
-    "America/Los_Angeles",
-    "America/Toronto",
-    "Asia/Tokyo",
-    "Asia/Shanghai",
-    "Asia/Singapore",
-    "Asia/Kolkata",
-    "Australia/Sydney",
-)
 
 # Who asks, when the requester's name is not shown.
 A_MEMBER = N_("a member company")
@@ -407,14 +371,6 @@ def body_from_form(form: FormData) -> ActionBody:
         raise Invalid(f"{where}: {error['msg']}") from None
 
 
-def _options(language: str, vocabulary: type[StrEnum]) -> list[tuple[str, str]]:
-    return [(value, label(language, vocabulary, value)) for value in vocabulary]
-
-
-def _zones(*preferred: str | None) -> list[str]:
-    return list(dict.fromkeys([*(z for z in preferred if z), *ZONES]))
-
-
 def link_view(
     *, token: str, link: Link, described: dict[str, Any], language: str, csrf: str
 ) -> LinkView:
@@ -474,7 +430,7 @@ def link_view(
         ),
         same_zone=proposal_zone == viewer_zone,
         timezone=viewer_zone,
-        zones=_zones(viewer_zone, described.get("proposal_timezone")),
+        zones=zone_choices(viewer_zone, described.get("proposal_timezone")),
         expires=format_datetime(link.token.expires_at, zone=viewer_zone, language=language),
         csrf=csrf,
     )
@@ -547,10 +503,10 @@ async def _link_page(
             "max_slots": MAX_SLOTS,
             "slot_minutes": SLOT_MINUTES,
             "default_slot_minutes": DEFAULT_SLOT_MINUTES,
-            "survey_outcomes": _options(language, SurveyOutcome),
-            "wave_outcomes": _options(language, WaveOutcome),
-            "meeting_modes": _options(language, MeetingMode),
-            "agreement_types": _options(language, CooperationType),
+            "survey_outcomes": options(language, SurveyOutcome),
+            "wave_outcomes": options(language, WaveOutcome),
+            "meeting_modes": options(language, MeetingMode),
+            "agreement_types": options(language, CooperationType),
         },
         language=language,
         status_code=status_code,

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from api.deps import EngineDep, SettingsDep, session_cookie, session_cookie_name
+from api.templating import zone_choices
 from api.web.visitor import (
     LANGUAGE_COOKIE,
     SIGNED_OUT_COOKIE,
@@ -43,17 +44,6 @@ router = APIRouter(include_in_schema=False)
 EMAIL_MAX = 254
 TOKEN_NAME_MAX = 100
 TOKEN_DAYS_MAX = 365
-# The zones offered first; every IANA zone is accepted.
-COMMON_ZONES = (
-    "Europe/Paris",
-    "Europe/Brussels",
-    "Europe/Berlin",
-    "Europe/Warsaw",
-    "Europe/London",
-    "Europe/Madrid",
-    "Europe/Rome",
-    "UTC",
-)
 ROLE_HOMES = {Role.SME: "/exchanges", Role.BROKER: "/inbox"}
 
 
@@ -283,10 +273,6 @@ async def sign_out(
 # ---------------------------------------------------------------- account
 
 
-def _zones(current: str) -> list[str]:
-    return list(dict.fromkeys([current, *COMMON_ZONES]))
-
-
 async def _account_page(
     request: Request,
     visitor: Visitor,
@@ -308,7 +294,7 @@ async def _account_page(
         settings,
         "web/account.html",
         {
-            "zones": _zones(visitor.timezone),
+            "zones": zone_choices(visitor.timezone),
             "tokens": tokens,
             "now": utcnow(),
             "new_token": new_token,

@@ -31,6 +31,7 @@ from api.routes.exchanges import (
     report_not_held,
     withdraw_exchange,
 )
+from api.templating import DEFAULT_SLOT_MINUTES, SLOT_MINUTES, options, zone_choices
 from api.web.visitor import SignedInDep, Visitor, checked_form, page, redirect, require_role
 from ce4big.db import run_in_session
 from ce4big.decisions import query_state
@@ -78,19 +79,6 @@ router = APIRouter(include_in_schema=False)
 B = TypeVar("B", bound=BaseModel)
 
 PAGE_SIZE = 25
-SLOT_MINUTES = (30, 45, 60, 90, 120)
-DEFAULT_SLOT_MINUTES = 60
-# The zones offered first for meeting slots; the visitor's own comes first of all.
-ZONES = (
-    "Europe/Paris",
-    "Europe/Brussels",
-    "Europe/Berlin",
-    "Europe/Warsaw",
-    "Europe/London",
-    "Europe/Madrid",
-    "Europe/Rome",
-    "UTC",
-)
 # The lifecycle's stages in order, for the stepper.
 STEPS = (
     Stage.VETTING,
@@ -308,14 +296,6 @@ def _app_error_problem(language: str, exc: AppError) -> Problem:
             ),
         )
     return Problem(name, translate(language, N_("Please check this value.")))
-
-
-def _options(language: str, vocabulary: Any) -> list[tuple[str, str]]:
-    return [(value, label(language, vocabulary, value)) for value in vocabulary]
-
-
-def _zones(*preferred: str | None) -> list[str]:
-    return list(dict.fromkeys([*(z for z in preferred if z), *ZONES]))
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -547,7 +527,7 @@ async def exchange_list(
             "page_number": filters.page,
             "pages": pages,
             "for_sme": for_sme,
-            "stages": _options(language, Stage),
+            "stages": options(language, Stage),
             "clusters": CLUSTERS,
             "cluster_names": {c.id: c.name for c in CLUSTERS},
             "filters_form": FormState(name="filter", problems=filters.problems),
@@ -583,9 +563,9 @@ def _request_page(
         {
             "form": state,
             "labels": FIELD_LABELS,
-            "cooperation_types": _options(language, CooperationType),
-            "kinds": _options(language, OrganisationKind),
-            "formats": _options(language, MeetingFormat),
+            "cooperation_types": options(language, CooperationType),
+            "kinds": options(language, OrganisationKind),
+            "formats": options(language, MeetingFormat),
             "certifications": CERTIFICATIONS,
             "clusters": [c for c in CLUSTERS if c.id != user.cluster_id],
             "limits": {"title": TITLE_MAX, "description": DESCRIPTION_MAX},
@@ -1065,9 +1045,9 @@ async def _exchange_page(
             "max_slots": MAX_SLOTS,
             "slot_minutes": SLOT_MINUTES,
             "default_slot_minutes": DEFAULT_SLOT_MINUTES,
-            "zones": _zones(visitor.timezone),
-            "modes": _options(language, MeetingMode),
-            "survey_outcomes": _options(language, SurveyOutcome),
+            "zones": zone_choices(visitor.timezone),
+            "modes": options(language, MeetingMode),
+            "survey_outcomes": options(language, SurveyOutcome),
             "limits": {"title": TITLE_MAX, "description": DESCRIPTION_MAX, "note": NOTE_MAX},
         },
         status_code=status_code,

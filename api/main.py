@@ -16,7 +16,7 @@ from temporalio.client import Client
 
 from api import web
 from api.limits import BodyLimitMiddleware
-from api.routes import actions, catalogue, core, devmailbox, exchanges, pages, users
+from api.routes import actions, catalogue, core, devmailbox, exchanges, pages, reports, users
 from api.routes.devmailbox import MailPreviews
 from api.templating import STATIC_DIR
 from api.web.auth import SignInMailer
@@ -189,6 +189,7 @@ def create_app(
     app.include_router(exchanges.router, prefix="/api/v1")
     app.include_router(actions.router, prefix="/api/v1")
     app.include_router(users.router, prefix="/api/v1")
+    app.include_router(reports.router, prefix="/api/v1")
     app.include_router(pages.router)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

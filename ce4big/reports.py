@@ -1,0 +1,112 @@
+"""Programme figures from the recorded transitions (the exchange timeline), as they stood at the
+end of a given day: what a funder or a cluster-label audit asks for."""
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+
+from sqlmodel import Session, col, func, select
+
+from ce4big.domain import Outcome, Role
+from ce4big.errors import Forbidden
+from ce4big.models import Exchange, ExchangeEvent, User
+from ce4big.visibility import visible_exchanges
+
+
+class FunnelStep(StrEnum):
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    SHORTLISTED = "shortlisted"
+    PARTNER_ACCEPTED = "partner_accepted"
+    MEETING_SCHEDULED = "meeting_scheduled"
+    MEETING_HELD = "meeting_held"
+    SURVEY_ANSWERED = "survey_answered"
+    COMPLETED = "completed"
+
+
+# The timeline event that marks each step (completed is read from the closed exchange).
+STEP_EVENTS: dict[FunnelStep, str] = {
+    FunnelStep.SUBMITTED: "submitted",
+    FunnelStep.APPROVED: "vetting_approve",
+    FunnelStep.SHORTLISTED: "shortlisted",
+    FunnelStep.PARTNER_ACCEPTED: "introduction_accepted",
+    FunnelStep.MEETING_SCHEDULED: "meeting_scheduled",
+    FunnelStep.MEETING_HELD: "meeting_held",
+    FunnelStep.SURVEY_ANSWERED: "survey_answered",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelCount:
+    step: FunnelStep
+    count: int
+    # Share of the previous step's exchanges that reached this one; None for the first.
+    conversion: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Funnel:
+    as_of: date
+    steps: list[FunnelCount]
+
+
+def start_of_day(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def end_of_day(day: date) -> datetime:
+    return start_of_day(day + timedelta(days=1))
+
+
+def funnel(
+    *,
+    session: Session,
+    user: User,
+    as_of: date,
+    start: date | None = None,
+    end: date | None = None,
+    cluster: str | None = None,
+) -> Funnel:
+    """Exchanges submitted in [start, end] (UTC days) of the caller's scope, counted at each
+    step they had reached by the end of `as_of`. Managers see every cluster; a broker, the
+    exchanges of their own cluster."""
+    if user.role not in (Role.MANAGER, Role.ADMIN, Role.BROKER):
+        raise Forbidden("reports are for managers and brokers")
+    cutoff = end_of_day(as_of)
+    scope = visible_exchanges(user).where(col(Exchange.created_at) < cutoff)
+    if user.role == Role.BROKER:
+        scope = scope.where(Exchange.home_cluster == user.cluster_id)
+    if cluster is not None:
+        scope = scope.where(Exchange.home_cluster == cluster)
+    if start is not None:
+        scope = scope.where(col(Exchange.created_at) >= start_of_day(start))
+    if end is not None:
+        scope = scope.where(col(Exchange.created_at) < end_of_day(end))
+    ids = scope.with_only_columns(col(Exchange.id)).subquery()
+    reached = dict(
+        session.exec(
+            select(ExchangeEvent.kind, func.count(func.distinct(ExchangeEvent.exchange_id)))
+            .where(
+                col(ExchangeEvent.kind).in_(STEP_EVENTS.values()),
+                col(ExchangeEvent.at) < cutoff,
+                col(ExchangeEvent.exchange_id).in_(select(ids.c.id)),
+            )
+            .group_by(ExchangeEvent.kind)
+        ).all()
+    )
+    completed = session.exec(
+        select(func.count())
+        .select_from(Exchange)
+        .where(
+            col(Exchange.id).in_(select(ids.c.id)),
+            Exchange.outcome == Outcome.COMPLETED,
+            col(Exchange.closed_at) < cutoff,
+        )
+    ).one()
+    counts = [int(reached.get(STEP_EVENTS[step], 0)) for step in STEP_EVENTS] + [int(completed)]
+    steps = []
+    for index, (step, count) in enumerate(zip(FunnelStep, counts, strict=True)):
+        before = counts[index - 1] if index else None
+        conversion = None if before is None else (round(count / before, 4) if before else 0.0)
+        steps.append(FunnelCount(step=step, count=count, conversion=conversion))
+    return Funnel(as_of=as_of, steps=steps)

@@ -1,15 +1,24 @@
 """Programme figures from the recorded transitions (the exchange timeline), as they stood at the
 end of a given day: what a funder or a cluster-label audit asks for."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
 from sqlmodel import Session, col, func, select
 
+from ce4big.catalogue.csvio import neutralise_formula
 from ce4big.domain import Outcome, Role
 from ce4big.errors import Forbidden
-from ce4big.models import Exchange, ExchangeEvent, User
+from ce4big.models import (
+    Exchange,
+    ExchangeCandidate,
+    ExchangeEvent,
+    Organisation,
+    SurveyResponse,
+    User,
+)
 from ce4big.visibility import visible_exchanges
 
 
@@ -110,3 +119,120 @@ def funnel(
         conversion = None if before is None else (round(count / before, 4) if before else 0.0)
         steps.append(FunnelCount(step=step, count=count, conversion=conversion))
     return Funnel(as_of=as_of, steps=steps)
+
+
+# One row per exchange: the CSV of `GET /api/v1/reports/exchanges.csv` and `ce4big report csv`.
+EXPORT_COLUMNS = (
+    "exchange_id",
+    "title",
+    "home_cluster",
+    "organisation_id",
+    "organisation",
+    "partner_organisation_id",
+    "partner_organisation",
+    "partner_cluster",
+    "stage",
+    "outcome",
+    "result",
+    "agreement_type",
+    *(f"{step.value}_at" for step in STEP_EVENTS),
+    "closed_at",
+    "requester_survey_outcome",
+    "requester_satisfaction",
+    "requester_recommend",
+    "partner_survey_outcome",
+    "partner_satisfaction",
+    "partner_recommend",
+)
+EXPORT_BATCH = 500
+
+
+def _iso(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def export_rows(
+    *, session: Session, user: User, start: date | None = None, end: date | None = None
+) -> Iterator[list[str]]:
+    """The exchanges the caller may see, submitted in [start, end], in batches (so a large
+    export holds one batch in memory), oldest first; cells a spreadsheet would run as a formula
+    are neutralised."""
+    if user.role not in (Role.MANAGER, Role.ADMIN, Role.BROKER):
+        raise Forbidden("reports are for managers and brokers")
+    scope = visible_exchanges(user)
+    if start is not None:
+        scope = scope.where(col(Exchange.created_at) >= start_of_day(start))
+    if end is not None:
+        scope = scope.where(col(Exchange.created_at) < end_of_day(end))
+    after = 0
+    while True:
+        batch = session.exec(
+            scope.where(col(Exchange.id) > after).order_by(col(Exchange.id)).limit(EXPORT_BATCH)
+        ).all()
+        if not batch:
+            return
+        ids = [e.id for e in batch]
+        after = max(i for i in ids if i is not None)
+        firsts: dict[tuple[int, str], datetime] = {}
+        for exchange_id, kind, at in session.exec(
+            select(ExchangeEvent.exchange_id, ExchangeEvent.kind, func.min(ExchangeEvent.at))
+            .where(
+                col(ExchangeEvent.exchange_id).in_(ids),
+                col(ExchangeEvent.kind).in_(STEP_EVENTS.values()),
+            )
+            .group_by(col(ExchangeEvent.exchange_id), col(ExchangeEvent.kind))
+        ):
+            firsts[(exchange_id, kind)] = at
+        partners = {
+            c.exchange_id: c
+            for c in session.exec(
+                select(ExchangeCandidate).where(
+                    col(ExchangeCandidate.exchange_id).in_(ids),
+                    ExchangeCandidate.intro_status == "accepted",
+                )
+            )
+        }
+        answers = {
+            (s.exchange_id, s.respondent): s
+            for s in session.exec(
+                select(SurveyResponse).where(
+                    col(SurveyResponse.exchange_id).in_(ids), SurveyResponse.wave == "survey"
+                )
+            )
+        }
+        wanted = {e.organisation_id for e in batch} | {c.organisation_id for c in partners.values()}
+        names = {
+            o.id: o
+            for o in session.exec(select(Organisation).where(col(Organisation.id).in_(wanted)))
+        }
+        for exchange in batch:
+            assert exchange.id is not None
+            partner = partners.get(exchange.id)
+            partner_org = names.get(partner.organisation_id) if partner else None
+            home_org = names.get(exchange.organisation_id or "")
+            row: list[object] = [
+                exchange.id,
+                exchange.title,
+                exchange.home_cluster,
+                exchange.organisation_id or "",
+                home_org.name if home_org else "",
+                partner.organisation_id if partner else "",
+                partner_org.name if partner_org else "",
+                partner_org.cluster_id if partner_org else "",
+                exchange.status,
+                exchange.outcome or "",
+                exchange.result or "",
+                exchange.agreement_type or "",
+                *(_iso(firsts.get((exchange.id, kind))) for kind in STEP_EVENTS.values()),
+                _iso(exchange.closed_at),
+            ]
+            for side in ("requester", "partner"):
+                answer = answers.get((exchange.id, side))
+                row += (
+                    [answer.outcome, answer.satisfaction, answer.recommend]
+                    if answer
+                    else ["", "", ""]
+                )
+            yield [neutralise_formula("" if cell is None else str(cell)) for cell in row]

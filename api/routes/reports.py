@@ -1,16 +1,21 @@
-"""Programme reports as JSON: the same figures as the managers' pages."""
+"""Programme reports as JSON and CSV: the same figures as the managers' pages."""
 
+import csv
+import io
+from collections.abc import Iterator
 from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from sqlmodel import Session
 
-from api.deps import CurrentUser, SessionDep
-from ce4big.domain import CLUSTER_IDS
-from ce4big.errors import Invalid
+from api.deps import CurrentUser, EngineDep, SessionDep
+from ce4big.domain import CLUSTER_IDS, Role
+from ce4big.errors import Forbidden, Invalid
 from ce4big.models import utcnow
-from ce4big.reports import FunnelStep, funnel
+from ce4big.reports import EXPORT_COLUMNS, FunnelStep, export_rows, funnel
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -38,8 +43,7 @@ def read_funnel(
     """Exchanges submitted between `from` and `to` (UTC days), counted at each step they had
     reached by the end of `as_of` (default today), with the conversion from the step before.
     Managers see every cluster (or `cluster`); a broker, their own cluster's exchanges."""
-    if start is not None and end is not None and end < start:
-        raise Invalid("to: the period ends before it starts")
+    _period(start, end)
     if cluster is not None and cluster not in CLUSTER_IDS:
         raise Invalid(f"cluster: {cluster!r} is not one of {', '.join(sorted(CLUSTER_IDS))}")
     figures = funnel(
@@ -56,4 +60,43 @@ def read_funnel(
             FunnelStepPublic(step=s.step, count=s.count, conversion=s.conversion)
             for s in figures.steps
         ],
+    )
+
+
+def _period(start: date | None, end: date | None) -> None:
+    if start is not None and end is not None and end < start:
+        raise Invalid("to: the period ends before it starts")
+
+
+@router.get("/exchanges.csv", response_class=StreamingResponse)
+def export_exchanges(
+    engine: EngineDep,
+    user: CurrentUser,
+    start: Annotated[date | None, Query(alias="from")] = None,
+    end: Annotated[date | None, Query(alias="to")] = None,
+) -> StreamingResponse:
+    """One row per exchange the caller may see (submitted in the period): ids, clusters,
+    organisations, when each step was reached, outcome, survey answers, agreement type.
+    Streamed; a cell a spreadsheet would run as a formula starts with an apostrophe."""
+    _period(start, end)
+    if user.role not in (Role.MANAGER, Role.ADMIN, Role.BROKER):
+        raise Forbidden("reports are for managers and brokers")
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(EXPORT_COLUMNS)
+        with Session(engine) as session:
+            for row in export_rows(session=session, user=user, start=start, end=end):
+                writer.writerow(row)
+                if buffer.tell() > 64 * 1024:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+        yield buffer.getvalue()
+
+    return StreamingResponse(
+        lines(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="exchanges.csv"'},
     )

@@ -1,9 +1,11 @@
 """The funnel from hand-built timelines with known timestamps, on SQLite and PostgreSQL."""
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from ce4big.domain import CooperationType, Outcome, Stage
 from ce4big.models import Exchange, ExchangeEvent
@@ -33,6 +35,7 @@ TIMELINES: dict[str, list[tuple[str, int]]] = {
         ("introduction_accepted", 9),
     ],
 }
+EVIL = '=HYPERLINK("http://evil.example")'
 HOMES = {"completed": "biowin", "approved": "biowin", "rejected": "biowin", "elsewhere": "biom"}
 
 
@@ -164,3 +167,34 @@ class TestFunnel:
             schema = (await client.get("/openapi.json")).json()
         steps = schema["components"]["schemas"]["FunnelStep"]["enum"]
         assert steps[0] == "submitted" and steps[-1] == "completed"
+
+
+class TestExchangesCsv:
+    async def test_one_row_per_visible_exchange_readable_by_csv_with_formulas_neutralised(
+        self, api_client: ClientFactory, tokens: dict[str, str], session: Session
+    ) -> None:
+        exchange = session.exec(select(Exchange).where(Exchange.title == "Exchange rejected")).one()
+        exchange.title = EVIL
+        session.add(exchange)
+        session.commit()
+        async with api_client() as client:
+            manager = await client.get(
+                "/api/v1/reports/exchanges.csv", headers=bearer(tokens["manager"])
+            )
+            broker = await client.get(
+                "/api/v1/reports/exchanges.csv", headers=bearer(tokens["broker"])
+            )
+            sme = await client.get("/api/v1/reports/exchanges.csv", headers=bearer(tokens["sme"]))
+        assert manager.status_code == 200
+        assert manager.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(manager.text)))
+        by_title = {r["title"]: r for r in rows}
+        assert len(rows) == 4
+        completed = by_title["Exchange completed"]
+        assert completed["outcome"] == "completed"
+        approved = DAY0 + timedelta(days=1, hours=1)
+        assert completed["approved_at"].startswith(approved.isoformat()[:16])
+        assert completed["meeting_held_at"] and not by_title["Exchange approved"]["shortlisted_at"]
+        assert "'" + EVIL in by_title
+        assert len(list(csv.DictReader(io.StringIO(broker.text)))) == 3
+        assert sme.status_code == 403

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import NoReturn
 
@@ -141,6 +142,46 @@ def cmd_catalogue_export(args: argparse.Namespace) -> int:
     return export_command(settings=_settings(), path=Path(args.file) if args.file else None)
 
 
+def cmd_report_csv(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from ce4big.db import make_engine, session_scope
+    from ce4big.domain import Role
+    from ce4big.models import User
+    from ce4big.reports import EXPORT_COLUMNS, export_rows
+
+    if args.start and args.end and args.end < args.start:
+        raise CommandError("--to: the period ends before it starts")
+    # The operator sees what a manager sees: every exchange.
+    operator = User(email="cli@localhost", role=Role.MANAGER)
+    engine = make_engine(_settings().database_url)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    try:
+        with session_scope(engine) as session:
+            for row in export_rows(session=session, user=operator, start=args.start, end=args.end):
+                writer.writerow(row)
+                count += 1
+    finally:
+        engine.dispose()
+    if args.file is None:
+        sys.stdout.write(out.getvalue())
+    else:
+        Path(args.file).write_text(out.getvalue(), encoding="utf-8")
+        print(f"{args.file}: {count} exchanges written", file=sys.stderr)
+    return 0
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-03-31") from None
+
+
 def cmd_catalogue_reindex(_args: argparse.Namespace) -> int:
     from ce4big.catalogue.commands import reindex_command
 
@@ -224,6 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     catalogue.add_parser(
         "reindex", help="profile again entries read with an older vocabulary"
     ).set_defaults(run=cmd_catalogue_reindex)
+
+    report = commands.add_parser("report", help="programme reports").add_subparsers(
+        dest="report", required=True
+    )
+    report_csv = report.add_parser("csv", help="one row per exchange (stdout by default)")
+    report_csv.add_argument("--from", dest="start", type=_iso_date, help="submitted on or after")
+    report_csv.add_argument("--to", dest="end", type=_iso_date, help="submitted on or before")
+    report_csv.add_argument("file", nargs="?")
+    report_csv.set_defaults(run=cmd_report_csv)
 
     match = commands.add_parser("match", help="rank catalogue partners for a request")
     match.add_argument("--request", required=True, help="a JSON request (one requests line)")

@@ -1,5 +1,6 @@
 """The `ce4big` command as a user runs it: a subprocess with its own environment."""
 
+import csv
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from sqlmodel import Session, select
 from api.main import create_app
 from ce4big.models import User
 from tests.conftest import make_settings
+from tests.exchange_world import add_world
 from tests.factories import add_organisation
 
 CE4BIG = str(Path(sys.executable).parent / "ce4big")
@@ -135,3 +137,22 @@ class TestDatabaseCommand:
         assert result.returncode == 1
         assert "ce4big_time_scale" in result.stderr
         assert result.stderr.count("\n") == 1
+
+
+class TestReportCommand:
+    def test_csv_has_a_row_per_exchange_and_bad_dates_are_one_line(
+        self, db: Engine, session: Session, tmp_path: Path
+    ) -> None:
+        add_world(session)
+        target = tmp_path / "exchanges.csv"
+        written = run_cli(db, "report", "csv", "--from", "2020-01-01", str(target))
+        bad = run_cli(db, "report", "csv", "--from", "yesterday")
+        backwards = run_cli(db, "report", "csv", "--from", "2026-05-01", "--to", "2026-04-01")
+
+        assert written.returncode == 0, written.stderr
+        rows = list(csv.DictReader(target.read_text(encoding="utf-8").splitlines()))
+        assert [r["title"] for r in rows] == ["GLP genotoxicity battery"]
+        assert "1 exchanges written" in written.stderr
+        assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+        assert "'yesterday' is not a date" in bad.stderr
+        assert backwards.returncode == 1 and "--to" in backwards.stderr

@@ -6,15 +6,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
+from sqlalchemy import Subquery
 from sqlmodel import Session, col, func, select
 
 from ce4big.catalogue.csvio import neutralise_formula
-from ce4big.domain import Outcome, Role
+from ce4big.domain import Outcome, Role, Stage
 from ce4big.errors import Forbidden
 from ce4big.models import (
     Exchange,
     ExchangeCandidate,
     ExchangeEvent,
+    ExchangeStage,
     Organisation,
     SurveyResponse,
     User,
@@ -67,6 +69,25 @@ def end_of_day(day: date) -> datetime:
     return start_of_day(day + timedelta(days=1))
 
 
+def _scope(
+    user: User, *, cutoff: datetime, start: date | None, end: date | None, cluster: str | None
+) -> Subquery:
+    """The ids of the exchanges a report counts: the caller's (a broker: their own cluster's),
+    submitted in [start, end] and before the cutoff."""
+    if user.role not in (Role.MANAGER, Role.ADMIN, Role.BROKER):
+        raise Forbidden("reports are for managers and brokers")
+    scope = visible_exchanges(user).where(col(Exchange.created_at) < cutoff)
+    if user.role == Role.BROKER:
+        scope = scope.where(Exchange.home_cluster == user.cluster_id)
+    if cluster is not None:
+        scope = scope.where(Exchange.home_cluster == cluster)
+    if start is not None:
+        scope = scope.where(col(Exchange.created_at) >= start_of_day(start))
+    if end is not None:
+        scope = scope.where(col(Exchange.created_at) < end_of_day(end))
+    return scope.with_only_columns(col(Exchange.id)).subquery()
+
+
 def funnel(
     *,
     session: Session,
@@ -79,19 +100,8 @@ def funnel(
     """Exchanges submitted in [start, end] (UTC days) of the caller's scope, counted at each
     step they had reached by the end of `as_of`. Managers see every cluster; a broker, the
     exchanges of their own cluster."""
-    if user.role not in (Role.MANAGER, Role.ADMIN, Role.BROKER):
-        raise Forbidden("reports are for managers and brokers")
     cutoff = end_of_day(as_of)
-    scope = visible_exchanges(user).where(col(Exchange.created_at) < cutoff)
-    if user.role == Role.BROKER:
-        scope = scope.where(Exchange.home_cluster == user.cluster_id)
-    if cluster is not None:
-        scope = scope.where(Exchange.home_cluster == cluster)
-    if start is not None:
-        scope = scope.where(col(Exchange.created_at) >= start_of_day(start))
-    if end is not None:
-        scope = scope.where(col(Exchange.created_at) < end_of_day(end))
-    ids = scope.with_only_columns(col(Exchange.id)).subquery()
+    ids = _scope(user, cutoff=cutoff, start=start, end=end, cluster=cluster)
     reached = dict(
         session.exec(
             select(ExchangeEvent.kind, func.count(func.distinct(ExchangeEvent.exchange_id)))
@@ -119,6 +129,106 @@ def funnel(
         conversion = None if before is None else (round(count / before, 4) if before else 0.0)
         steps.append(FunnelCount(step=step, count=count, conversion=conversion))
     return Funnel(as_of=as_of, steps=steps)
+
+
+class Party(StrEnum):
+    """Whom a stage waits on, without the organisation or cluster it names."""
+
+    REQUESTER = "requester"
+    PARTNER = "partner"
+    HOME_BROKER = "home_broker"
+    HOST_BROKER = "host_broker"
+
+
+@dataclass(frozen=True, slots=True)
+class StageTime:
+    stage: Stage
+    spells: int
+    median_hours: float
+    p90_hours: float
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingShare:
+    party: Party
+    share: float
+
+
+@dataclass(frozen=True, slots=True)
+class StageTimes:
+    as_of: date
+    stages: list[StageTime]
+    waiting: list[WaitingShare]
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    """Linear interpolation between the closest ranks (as PostgreSQL's percentile_cont)."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _party(waiting_on: str) -> Party | None:
+    try:
+        return Party(waiting_on.split(":")[0])
+    except ValueError:
+        return None
+
+
+def stage_times(
+    *,
+    session: Session,
+    user: User,
+    as_of: date,
+    start: date | None = None,
+    end: date | None = None,
+    cluster: str | None = None,
+) -> StageTimes:
+    """How long the stages took (spells ended by the end of `as_of`; a stage entered again is
+    another spell), median and 90th percentile in hours, and the share of the waiting time on
+    each party (a spell that waits on two parties counts half for each)."""
+    cutoff = end_of_day(as_of)
+    ids = _scope(user, cutoff=cutoff, start=start, end=end, cluster=cluster)
+    durations: dict[Stage, list[float]] = {}
+    waited: dict[Party, float] = dict.fromkeys(Party, 0.0)
+    for stage, waiting_on, entered_at, left_at in session.exec(
+        select(
+            ExchangeStage.stage,
+            ExchangeStage.waiting_on,
+            ExchangeStage.entered_at,
+            ExchangeStage.left_at,
+        ).where(
+            col(ExchangeStage.exchange_id).in_(select(ids.c.id)),
+            col(ExchangeStage.left_at).is_not(None),
+            col(ExchangeStage.left_at) < cutoff,
+        )
+    ):
+        assert left_at is not None
+        hours = (left_at - entered_at).total_seconds() / 3600
+        durations.setdefault(Stage(stage), []).append(hours)
+        parties = [p for p in (_party(w) for w in waiting_on) if p is not None]
+        for party in parties:
+            waited[party] += hours / len(parties)
+    total = sum(waited.values())
+    return StageTimes(
+        as_of=as_of,
+        stages=[
+            StageTime(
+                stage=stage,
+                spells=len(durations[stage]),
+                median_hours=round(_percentile(durations[stage], 0.5), 2),
+                p90_hours=round(_percentile(durations[stage], 0.9), 2),
+            )
+            for stage in Stage
+            if stage in durations
+        ],
+        waiting=[
+            WaitingShare(party=party, share=round(hours / total, 4) if total else 0.0)
+            for party, hours in waited.items()
+        ],
+    )
 
 
 # One row per exchange: the CSV of `GET /api/v1/reports/exchanges.csv` and `ce4big report csv`.

@@ -3,6 +3,7 @@
 import csv
 import io
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import date
 from typing import Annotated
 
@@ -12,10 +13,17 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from api.deps import CurrentUser, EngineDep, SessionDep
-from ce4big.domain import CLUSTER_IDS, Role
+from ce4big.domain import CLUSTER_IDS, Role, Stage
 from ce4big.errors import Forbidden, Invalid
 from ce4big.models import utcnow
-from ce4big.reports import EXPORT_COLUMNS, FunnelStep, export_rows, funnel
+from ce4big.reports import (
+    EXPORT_COLUMNS,
+    FunnelStep,
+    Party,
+    export_rows,
+    funnel,
+    stage_times,
+)
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -31,6 +39,24 @@ class FunnelPublic(BaseModel):
     steps: list[FunnelStepPublic]
 
 
+class StageTimePublic(BaseModel):
+    stage: Stage
+    spells: int
+    median_hours: float
+    p90_hours: float
+
+
+class WaitingSharePublic(BaseModel):
+    party: Party
+    share: float
+
+
+class StageTimesPublic(BaseModel):
+    as_of: date
+    stages: list[StageTimePublic]
+    waiting: list[WaitingSharePublic]
+
+
 @router.get("/funnel")
 def read_funnel(
     session: SessionDep,
@@ -44,8 +70,7 @@ def read_funnel(
     reached by the end of `as_of` (default today), with the conversion from the step before.
     Managers see every cluster (or `cluster`); a broker, their own cluster's exchanges."""
     _period(start, end)
-    if cluster is not None and cluster not in CLUSTER_IDS:
-        raise Invalid(f"cluster: {cluster!r} is not one of {', '.join(sorted(CLUSTER_IDS))}")
+    _known_cluster(cluster)
     figures = funnel(
         session=session,
         user=user,
@@ -63,9 +88,42 @@ def read_funnel(
     )
 
 
+def _known_cluster(cluster: str | None) -> None:
+    if cluster is not None and cluster not in CLUSTER_IDS:
+        raise Invalid(f"cluster: {cluster!r} is not one of {', '.join(sorted(CLUSTER_IDS))}")
+
+
 def _period(start: date | None, end: date | None) -> None:
     if start is not None and end is not None and end < start:
         raise Invalid("to: the period ends before it starts")
+
+
+@router.get("/stages")
+def read_stage_times(
+    session: SessionDep,
+    user: CurrentUser,
+    start: Annotated[date | None, Query(alias="from")] = None,
+    end: Annotated[date | None, Query(alias="to")] = None,
+    cluster: Annotated[str | None, Query(max_length=32)] = None,
+    as_of: Annotated[date | None, Query()] = None,
+) -> StageTimesPublic:
+    """For the exchanges submitted in the period: how long each stage took (median and 90th
+    percentile of the spells ended by `as_of`), and the share of waiting time on each party."""
+    _period(start, end)
+    _known_cluster(cluster)
+    figures = stage_times(
+        session=session,
+        user=user,
+        as_of=as_of or utcnow().date(),
+        start=start,
+        end=end,
+        cluster=cluster,
+    )
+    return StageTimesPublic(
+        as_of=figures.as_of,
+        stages=[StageTimePublic(**asdict(s)) for s in figures.stages],
+        waiting=[WaitingSharePublic(**asdict(w)) for w in figures.waiting],
+    )
 
 
 @router.get("/exchanges.csv", response_class=StreamingResponse)

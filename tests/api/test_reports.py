@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import Session, select
 
 from ce4big.domain import CooperationType, Outcome, Stage
-from ce4big.models import Exchange, ExchangeEvent
+from ce4big.models import Exchange, ExchangeEvent, ExchangeStage
 from tests.api.conftest import ClientFactory
 from tests.factories import add_organisation, user_with_token
 
@@ -197,4 +197,75 @@ class TestExchangesCsv:
         assert completed["meeting_held_at"] and not by_title["Exchange approved"]["shortlisted_at"]
         assert "'" + EVIL in by_title
         assert len(list(csv.DictReader(io.StringIO(broker.text)))) == 3
+        assert sme.status_code == 403
+
+
+SPELLS: dict[str, list[tuple[str, list[str], int, int | None]]] = {
+    # stage, waiting on, entered and left (hours after DAY0; None: still open)
+    "completed": [
+        ("vetting", ["home_broker"], 0, 24),
+        ("matching", ["home_broker"], 24, 72),
+        ("scheduling", ["requester"], 72, 96),
+        ("scheduling", ["partner:bm-cro"], 96, 120),
+        ("introduction", ["partner:bm-cro"], 120, None),
+    ],
+    "approved": [
+        ("vetting", ["home_broker"], 0, 48),
+        ("host_review", ["host_broker:biom", "host_broker:klsk"], 48, 60),
+    ],
+}
+
+
+class TestStageTimes:
+    @pytest.fixture
+    def spells(self, tokens: dict[str, str], session: Session) -> dict[str, str]:
+        for title, spells in SPELLS.items():
+            exchange = session.exec(
+                select(Exchange).where(Exchange.title == f"Exchange {title}")
+            ).one()
+            assert exchange.id is not None
+            for stage, waiting_on, entered, left in spells:
+                session.add(
+                    ExchangeStage(
+                        exchange_id=exchange.id,
+                        stage=Stage(stage),
+                        waiting_on=waiting_on,
+                        entered_at=DAY0 + timedelta(hours=entered),
+                        left_at=None if left is None else DAY0 + timedelta(hours=left),
+                    )
+                )
+        session.commit()
+        return tokens
+
+    async def test_medians_percentiles_and_waiting_shares(
+        self, api_client: ClientFactory, spells: dict[str, str]
+    ) -> None:
+        async with api_client() as client:
+            answer = await client.get(
+                "/api/v1/reports/stages?as_of=2026-06-30", headers=bearer(spells["manager"])
+            )
+            early = await client.get(
+                f"/api/v1/reports/stages?as_of={(DAY0 + timedelta(hours=50)).date()}",
+                headers=bearer(spells["manager"]),
+            )
+            sme = await client.get("/api/v1/reports/stages", headers=bearer(spells["sme"]))
+        body = answer.json()
+        stages = {
+            s["stage"]: (s["spells"], s["median_hours"], s["p90_hours"]) for s in body["stages"]
+        }
+        assert stages == {
+            "vetting": (2, 36.0, 45.6),
+            "matching": (1, 48.0, 48.0),
+            "host_review": (1, 12.0, 12.0),
+            "scheduling": (2, 24.0, 24.0),
+        }
+        assert {w["party"]: w["share"] for w in body["waiting"]} == {
+            "home_broker": 0.6667,
+            "requester": 0.1333,
+            "partner": 0.1333,
+            "host_broker": 0.0667,
+        }
+        # By the end of that day (hour 63): both vettings and the host review had ended, the
+        # matching (hour 72) had not.
+        assert {s["stage"] for s in early.json()["stages"]} == {"vetting", "host_review"}
         assert sme.status_code == 403

@@ -3,11 +3,11 @@
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlmodel import Session
@@ -57,40 +57,26 @@ class StageTimesPublic(BaseModel):
     waiting: list[WaitingSharePublic]
 
 
-@router.get("/funnel")
-def read_funnel(
-    session: SessionDep,
-    user: CurrentUser,
+@dataclass(frozen=True)
+class ReportFilter:
+    start: date | None
+    end: date | None
+    cluster: str | None
+    as_of: date
+
+
+def report_filter(
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to")] = None,
     cluster: Annotated[str | None, Query(max_length=32)] = None,
     as_of: Annotated[date | None, Query()] = None,
-) -> FunnelPublic:
-    """Exchanges submitted between `from` and `to` (UTC days), counted at each step they had
-    reached by the end of `as_of` (default today), with the conversion from the step before.
-    Managers see every cluster (or `cluster`); a broker, their own cluster's exchanges."""
+) -> ReportFilter:
+    """The period (`from`, `to`: UTC days of submission), the home cluster, and the day whose
+    end the figures stand at (default today)."""
     _period(start, end)
-    _known_cluster(cluster)
-    figures = funnel(
-        session=session,
-        user=user,
-        as_of=as_of or utcnow().date(),
-        start=start,
-        end=end,
-        cluster=cluster,
-    )
-    return FunnelPublic(
-        as_of=figures.as_of,
-        steps=[
-            FunnelStepPublic(step=s.step, count=s.count, conversion=s.conversion)
-            for s in figures.steps
-        ],
-    )
-
-
-def _known_cluster(cluster: str | None) -> None:
     if cluster is not None and cluster not in CLUSTER_IDS:
         raise Invalid(f"cluster: {cluster!r} is not one of {', '.join(sorted(CLUSTER_IDS))}")
+    return ReportFilter(start=start, end=end, cluster=cluster, as_of=as_of or utcnow().date())
 
 
 def _period(start: date | None, end: date | None) -> None:
@@ -98,27 +84,27 @@ def _period(start: date | None, end: date | None) -> None:
         raise Invalid("to: the period ends before it starts")
 
 
+ReportFilterDep = Annotated[ReportFilter, Depends(report_filter)]
+
+
+@router.get("/funnel")
+def read_funnel(session: SessionDep, user: CurrentUser, filters: ReportFilterDep) -> FunnelPublic:
+    """Exchanges submitted in the period, counted at each step they had reached by the end of
+    `as_of`, with the conversion from the step before. Managers see every cluster (or
+    `cluster`); a broker, their own cluster's exchanges."""
+    figures = funnel(session=session, user=user, **asdict(filters))
+    return FunnelPublic(
+        as_of=figures.as_of, steps=[FunnelStepPublic(**asdict(s)) for s in figures.steps]
+    )
+
+
 @router.get("/stages")
 def read_stage_times(
-    session: SessionDep,
-    user: CurrentUser,
-    start: Annotated[date | None, Query(alias="from")] = None,
-    end: Annotated[date | None, Query(alias="to")] = None,
-    cluster: Annotated[str | None, Query(max_length=32)] = None,
-    as_of: Annotated[date | None, Query()] = None,
+    session: SessionDep, user: CurrentUser, filters: ReportFilterDep
 ) -> StageTimesPublic:
     """For the exchanges submitted in the period: how long each stage took (median and 90th
     percentile of the spells ended by `as_of`), and the share of waiting time on each party."""
-    _period(start, end)
-    _known_cluster(cluster)
-    figures = stage_times(
-        session=session,
-        user=user,
-        as_of=as_of or utcnow().date(),
-        start=start,
-        end=end,
-        cluster=cluster,
-    )
+    figures = stage_times(session=session, user=user, **asdict(filters))
     return StageTimesPublic(
         as_of=figures.as_of,
         stages=[StageTimePublic(**asdict(s)) for s in figures.stages],

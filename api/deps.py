@@ -11,12 +11,12 @@ from temporalio.client import Client
 
 from ce4big.db import run_in_session, session_scope
 from ce4big.domain import Role
-from ce4big.errors import Forbidden, NotFound, Unauthorized
+from ce4big.errors import Forbidden, Unauthorized
 from ce4big.models import Exchange, User, utcnow
 from ce4big.security import get_user_by_api_token
 from ce4big.settings import Settings
 from ce4big.temporal import TemporalConnector
-from ce4big.visibility import visible_exchanges
+from ce4big.visibility import visible_exchange
 from ce4big.websessions import csrf_matches, user_for_session
 
 
@@ -145,19 +145,11 @@ ManagerUser = Annotated[User, Depends(require_roles(Role.MANAGER, Role.ADMIN))]
 AdminUser = Annotated[User, Depends(require_roles(Role.ADMIN))]
 
 
-def _visible_exchange(*, session: Session, user: User, exchange_id: int) -> Exchange | None:
-    return session.exec(visible_exchanges(user).where(Exchange.id == exchange_id)).first()
-
-
 async def get_exchange_or_404(exchange_id: int, engine: EngineDep, user: CurrentUser) -> Exchange:
-    exchange = await run_in_session(
+    return await run_in_session(
         engine,
-        lambda session: _visible_exchange(session=session, user=user, exchange_id=exchange_id),
+        lambda session: visible_exchange(session=session, user=user, exchange_id=exchange_id),
     )
-    # An exchange the caller may not see is as unknown as one that does not exist.
-    if exchange is None:
-        raise NotFound(f"no exchange {exchange_id}")
-    return exchange
 
 
 ExchangeDep = Annotated[Exchange, Depends(get_exchange_or_404)]

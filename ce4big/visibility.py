@@ -2,10 +2,11 @@
 narrow it further, so the rule cannot drift between them."""
 
 from sqlalchemy import false, or_
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from ce4big.domain import Role
+from ce4big.errors import NotFound
 from ce4big.models import Exchange, ExchangeCandidate, Organisation, User
 
 
@@ -29,3 +30,12 @@ def visible_exchanges(user: User) -> SelectOfScalar[Exchange]:
             or_(col(Exchange.home_cluster) == user.cluster_id, col(Exchange.id).in_(hosted))
         )
     return query.where(false())
+
+
+def visible_exchange(*, session: Session, user: User, exchange_id: int) -> Exchange:
+    """One exchange the user may see; one they may not is as unknown as one that does not
+    exist (NotFound either way)."""
+    exchange = session.exec(visible_exchanges(user).where(Exchange.id == exchange_id)).first()
+    if exchange is None:
+        raise NotFound(f"no exchange {exchange_id}")
+    return exchange

@@ -28,7 +28,7 @@ from ce4big.domain import (
     Role,
     Stage,
 )
-from ce4big.errors import Conflict, Forbidden, Invalid, NotFound
+from ce4big.errors import Conflict, Forbidden, Invalid
 from ce4big.exchanges import workflow_id_for
 from ce4big.i18n import LABELS, N_, label
 from ce4big.models import (
@@ -41,7 +41,7 @@ from ce4big.models import (
 )
 from ce4big.schemas import HostReviewBody, ShortlistBody, VettingBody
 from ce4big.settings import Settings
-from ce4big.visibility import visible_exchanges
+from ce4big.visibility import visible_exchange
 
 router = APIRouter(include_in_schema=False)
 
@@ -73,14 +73,6 @@ class Facts:
     requester: str
     home_cluster: str
     target_clusters: list[str] = field(default_factory=list)
-
-
-def _visible(*, session: Session, user: User, exchange_id: int) -> Exchange:
-    exchange = session.exec(visible_exchanges(user).where(Exchange.id == exchange_id)).first()
-    # An exchange the broker may not see is as unknown as one that does not exist.
-    if exchange is None:
-        raise NotFound(f"no exchange {exchange_id}")
-    return exchange
 
 
 def _facts(session: Session, exchange: Exchange) -> Facts:
@@ -155,7 +147,7 @@ async def _vetting_facts(engine: EngineDep, visitor: Visitor, exchange_id: int) 
     user = require_role(visitor, Role.BROKER)
 
     def load(session: Session) -> Facts:
-        exchange = _visible(session=session, user=user, exchange_id=exchange_id)
+        exchange = visible_exchange(session=session, user=user, exchange_id=exchange_id)
         _home_broker(visitor, exchange)
         return _facts(session, exchange)
 
@@ -220,7 +212,7 @@ async def _shortlist_facts(
     user = require_role(visitor, Role.BROKER)
 
     def load(session: Session) -> tuple[Facts, list[CandidatePublic]]:
-        exchange = _visible(session=session, user=user, exchange_id=exchange_id)
+        exchange = visible_exchange(session=session, user=user, exchange_id=exchange_id)
         _home_broker(visitor, exchange)
         return _facts(session, exchange), list_candidates(exchange, session, settings, user)
 
@@ -342,7 +334,7 @@ async def _host_review_facts(
     user = require_role(visitor, Role.BROKER)
 
     def load(session: Session) -> tuple[Facts, list[Review]]:
-        exchange = _visible(session=session, user=user, exchange_id=exchange_id)
+        exchange = visible_exchange(session=session, user=user, exchange_id=exchange_id)
         rows = session.exec(
             select(ExchangeCandidate, Organisation)
             .join(Organisation, col(Organisation.id) == ExchangeCandidate.organisation_id)

@@ -48,7 +48,7 @@ from ce4big.domain import (
     Stage,
     SurveyOutcome,
 )
-from ce4big.errors import AppError, Conflict, Forbidden, Invalid, NotFound, Unavailable
+from ce4big.errors import AppError, Conflict, Forbidden, Invalid, Unavailable
 from ce4big.exchanges import workflow_id_for
 from ce4big.i18n import N_, format_span, label, translate, translations
 from ce4big.models import (
@@ -73,7 +73,7 @@ from ce4big.schemas import (
     SurveyBody,
 )
 from ce4big.settings import Settings
-from ce4big.visibility import visible_exchanges
+from ce4big.visibility import visible_exchange, visible_exchanges
 
 router = APIRouter(include_in_schema=False)
 B = TypeVar("B", bound=BaseModel)
@@ -643,10 +643,7 @@ class ExchangeFacts:
 
 
 def load_exchange(*, session: Session, user: User, exchange_id: int) -> ExchangeFacts:
-    exchange = session.exec(visible_exchanges(user).where(Exchange.id == exchange_id)).first()
-    # An exchange the visitor may not see is as unknown as one that does not exist.
-    if exchange is None:
-        raise NotFound(f"no exchange {exchange_id}")
+    exchange = visible_exchange(session=session, user=user, exchange_id=exchange_id)
     events = session.exec(
         select(ExchangeEvent)
         .where(ExchangeEvent.exchange_id == exchange_id)
@@ -682,12 +679,10 @@ def load_exchange(*, session: Session, user: User, exchange_id: int) -> Exchange
 async def _visible_exchange(engine: Engine, visitor: Visitor, exchange_id: int) -> Exchange:
     user = visitor.user
     assert user is not None
-    return (
-        await run_in_session(
-            engine,
-            lambda session: load_exchange(session=session, user=user, exchange_id=exchange_id),
-        )
-    ).exchange
+    return await run_in_session(
+        engine,
+        lambda session: visible_exchange(session=session, user=user, exchange_id=exchange_id),
+    )
 
 
 @dataclass(frozen=True, slots=True)

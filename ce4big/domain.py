@@ -25,6 +25,12 @@ CLUSTER_IDS = frozenset(c.id for c in CLUSTERS)
 CLUSTERS_BY_ID = {c.id: c for c in CLUSTERS}
 
 
+def cluster_name(cluster_id: str) -> str:
+    """`BioM` for `biom`; an unknown id as it is."""
+    cluster = CLUSTERS_BY_ID.get(cluster_id)
+    return cluster.name if cluster else cluster_id
+
+
 class Language(StrEnum):
     """The languages of pages, e-mails and catalogue text."""
 

@@ -23,6 +23,7 @@ from temporalio.client import Client
 
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.templating import DEFAULT_SLOT_MINUTES, SLOT_MINUTES, options, render, zone_choices
+from api.web.forms import form_text
 from ce4big.db import run_in_session
 from ce4big.domain import CooperationType, MeetingMode, Outcome, Stage, SurveyOutcome, WaveOutcome
 from ce4big.errors import AppError, Forbidden, Invalid, NotFound
@@ -315,20 +316,15 @@ def _check_csrf(*, request: Request, form: FormData, link: Link, settings: Setti
         raise CsrfFailed("the form's security check failed: open the link again and resend it")
 
 
-def _text_field(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
-
-
 def _slots_from_form(form: FormData) -> list[dict[str, str]]:
     slots = []
     for number in range(MAX_SLOTS):
-        start_text = _text_field(form, f"slot_start_{number}")
+        start_text = form_text(form, f"slot_start_{number}")
         if not start_text:
             continue
         try:
             start = datetime.fromisoformat(start_text)
-            minutes = int(_text_field(form, f"slot_minutes_{number}") or DEFAULT_SLOT_MINUTES)
+            minutes = int(form_text(form, f"slot_minutes_{number}") or DEFAULT_SLOT_MINUTES)
         except ValueError:
             raise Invalid(f"slots.{number}: not a date and time") from None
         if minutes not in SLOT_MINUTES:
@@ -340,7 +336,7 @@ def _slots_from_form(form: FormData) -> list[dict[str, str]]:
 
 def body_from_form(form: FormData) -> ActionBody:
     """The JSON API's body from a page's form; a 422 names the field that is wrong."""
-    values: dict[str, Any] = {"action": _text_field(form, "action")}
+    values: dict[str, Any] = {"action": form_text(form, "action")}
     for name in (
         "reason",
         "note",
@@ -356,7 +352,7 @@ def body_from_form(form: FormData) -> ActionBody:
         "satisfaction",
         "recommend",
     ):
-        if value := _text_field(form, name):
+        if value := form_text(form, name):
             values[name] = value
     ids = [v for v in form.getlist("organisation_ids") if isinstance(v, str) and v]
     if ids:
@@ -481,7 +477,7 @@ async def _link_page(
         language=language,
         csrf=csrf_value(settings=settings, token_hash=link.token.token_hash, cookie=cookie),
     )
-    posted = _text_field(form, "action") if form is not None else None
+    posted = form_text(form, "action") if form is not None else None
     values = _form_values(form)
 
     def value(action: str, name: str, default: str = "") -> str:

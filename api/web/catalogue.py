@@ -25,10 +25,10 @@ from ce4big.db import run_in_session
 from ce4big.domain import (
     CERTIFICATIONS,
     CLUSTERS,
-    CLUSTERS_BY_ID,
     Language,
     OrganisationKind,
     Role,
+    cluster_name,
 )
 from ce4big.errors import Forbidden, Invalid, NotFound
 from ce4big.i18n import LABELS, N_
@@ -155,17 +155,16 @@ def _import_page(
             "rows": rows or [],
             "errors": errors or FormErrors(),
             "limit_mb": settings.catalogue_max_upload_bytes / 1_048_576,
-            "own_cluster": _cluster_name(visitor.user),
+            "own_cluster": _broker_cluster_name(visitor.user),
         },
         status_code=status_code,
     )
 
 
-def _cluster_name(user: User | None) -> str | None:
+def _broker_cluster_name(user: User | None) -> str | None:
     if user is None or user.role != Role.BROKER or not user.cluster_id:
         return None
-    cluster = CLUSTERS_BY_ID.get(user.cluster_id)
-    return cluster.name if cluster else user.cluster_id
+    return cluster_name(user.cluster_id)
 
 
 @router.get("/catalogue/import", name="catalogue_import")
@@ -247,7 +246,6 @@ async def organisation_page(
     found = await run_in_session(engine, lambda session: session.get(Organisation, organisation_id))
     if found is None:
         raise NotFound(f"no organisation {organisation_id!r} in the catalogue")
-    cluster = CLUSTERS_BY_ID.get(found.cluster_id)
     return page(
         request,
         visitor,
@@ -255,7 +253,7 @@ async def organisation_page(
         "web/catalogue/organisation.html",
         {
             "organisation": public_organisation(found, user=user),
-            "cluster_name": cluster.name if cluster else found.cluster_id,
+            "cluster_name": cluster_name(found.cluster_id),
             "kinds": LABELS[OrganisationKind],
             "language_names": LABELS[Language],
         },

@@ -14,12 +14,11 @@ from temporalio.client import Client
 
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.routes.exchanges import host_review, list_candidates, set_shortlist, vet_exchange
-from api.web.forms import FormErrors, from_refusal, from_validation
+from api.web.forms import FormErrors, form_text, from_refusal, from_validation
 from api.web.visitor import SignedInDep, Visitor, checked_form, page, redirect, require_role
 from ce4big.db import run_in_session
 from ce4big.decisions import query_state
 from ce4big.domain import (
-    CLUSTERS_BY_ID,
     CooperationType,
     HostVerdict,
     Language,
@@ -27,6 +26,7 @@ from ce4big.domain import (
     OrganisationKind,
     Role,
     Stage,
+    cluster_name,
 )
 from ce4big.errors import Conflict, Forbidden, Invalid
 from ce4big.exchanges import workflow_id_for
@@ -82,14 +82,9 @@ def _facts(session: Session, exchange: Exchange) -> Facts:
         exchange=exchange,
         organisation=organisation.name if organisation else "",
         requester=(requester.name or requester.email) if requester else "",
-        home_cluster=_cluster_name(exchange.home_cluster),
-        target_clusters=[_cluster_name(c) for c in exchange.target_clusters],
+        home_cluster=cluster_name(exchange.home_cluster),
+        target_clusters=[cluster_name(c) for c in exchange.target_clusters],
     )
-
-
-def _cluster_name(cluster_id: str) -> str:
-    cluster = CLUSTERS_BY_ID.get(cluster_id)
-    return cluster.name if cluster else cluster_id
 
 
 def _require_stage(exchange: Exchange, stage: Stage) -> None:
@@ -135,11 +130,6 @@ def _decision_page(
     )
 
 
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value if isinstance(value, str) else ""
-
-
 # ---------------------------------------------------------------- vetting
 
 
@@ -180,7 +170,7 @@ async def vet(
 ) -> Response:
     form = await checked_form(request, visitor, settings)
     facts = await _vetting_facts(engine, visitor, exchange_id)
-    typed = {"decision": _text(form, "decision"), "note": _text(form, "note")}
+    typed = {"decision": form_text(form, "decision"), "note": form_text(form, "note")}
     assert visitor.user is not None
     try:
         body = VettingBody.model_validate(typed)
@@ -239,7 +229,7 @@ def _shortlist_page(
         facts,
         {
             "candidates": candidates,
-            "cluster_names": {c.organisation_id: _cluster_name(c.cluster) for c in candidates},
+            "cluster_names": {c.organisation_id: cluster_name(c.cluster) for c in candidates},
             "picked": picked,
             "orders": orders,
             "max_shortlist": MAX_SHORTLIST,
@@ -265,7 +255,7 @@ async def shortlist_form(
 def _ordered_picks(form: FormData, errors: FormErrors) -> tuple[list[str], dict[str, str]]:
     """The picked candidates by their order number (unnumbered ones last, as listed)."""
     picked = [v for v in form.getlist("pick") if isinstance(v, str)]
-    typed = {o: _text(form, f"order-{o}").strip() for o in picked}
+    typed = {o: form_text(form, f"order-{o}").strip() for o in picked}
     numbers: dict[str, int] = {}
     for organisation_id, text in typed.items():
         if text.isdigit() and 1 <= int(text) <= MAX_SHORTLIST:
@@ -381,7 +371,7 @@ def _host_review_page(
             "pending": [r for r in reviews if r.candidate.host_decision is None],
             "decided": [r for r in reviews if r.candidate.host_decision is not None],
             "typed": typed or {},
-            "cluster_name": _cluster_name(visitor.user.cluster_id or "") if visitor.user else "",
+            "cluster_name": cluster_name(visitor.user.cluster_id or "") if visitor.user else "",
         },
         errors=errors,
         status_code=status_code,
@@ -414,7 +404,7 @@ async def review(
 ) -> Response:
     form = await checked_form(request, visitor, settings)
     facts, reviews = await _host_review_facts(engine, client, visitor, exchange_id)
-    typed = {name: _text(form, name) for name in ("organisation_id", "decision", "note")}
+    typed = {name: form_text(form, name) for name in ("organisation_id", "decision", "note")}
     organisation_id = typed["organisation_id"]
     controls = {name: f"{name}-{organisation_id}" for name in ("decision", "note")}
     # A candidate that is not on the shortlist has no control of its own to point at.

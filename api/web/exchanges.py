@@ -32,6 +32,7 @@ from api.routes.exchanges import (
     withdraw_exchange,
 )
 from api.templating import DEFAULT_SLOT_MINUTES, SLOT_MINUTES, options, zone_choices
+from api.web.forms import form_text
 from api.web.visitor import SignedInDep, Visitor, checked_form, page, redirect, require_role
 from ce4big.db import run_in_session
 from ce4big.decisions import query_state
@@ -47,6 +48,7 @@ from ce4big.domain import (
     Role,
     Stage,
     SurveyOutcome,
+    cluster_name,
 )
 from ce4big.errors import AppError, Conflict, Forbidden, Invalid, Unavailable
 from ce4big.exchanges import workflow_id_for
@@ -223,11 +225,6 @@ def _form_values(form: FormData) -> dict[str, list[str]]:
     }
 
 
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
-
-
 def _pydantic_message(language: str, error: ErrorDetails) -> str:
     kind = error["type"]
     context = error.get("ctx") or {}
@@ -310,11 +307,6 @@ def _user_zone(user: User | None) -> str:
     return user.timezone or (cluster.timezone if cluster else "UTC")
 
 
-def _cluster_name(cluster_id: str) -> str:
-    cluster = CLUSTERS_BY_ID.get(cluster_id)
-    return cluster.name if cluster else cluster_id
-
-
 def _waiting_words(language: str, waiting_on: Sequence[str], *, for_sme: bool) -> list[str]:
     words: list[str] = []
     for who in waiting_on:
@@ -331,7 +323,7 @@ def _waiting_words(language: str, waiting_on: Sequence[str], *, for_sme: bool) -
                 translate(language, N_("the partners' clusters"))
                 if for_sme
                 else translate(
-                    language, N_("the host broker of %(cluster)s"), cluster=_cluster_name(detail)
+                    language, N_("the host broker of %(cluster)s"), cluster=cluster_name(detail)
                 )
             )
         else:
@@ -595,15 +587,15 @@ async def submit_exchange(
     user = require_role(visitor, Role.SME)
     state = FormState(name="new", values=_form_values(form))
     values: dict[str, Any] = {
-        name: _text(form, name)
+        name: form_text(form, name)
         for name in ("title", "description", "cooperation_type", "meeting_format")
-        if _text(form, name)
+        if form_text(form, name)
     }
     for name in LIST_FIELDS:
         values[name] = [v for v in form.getlist(name) if isinstance(v, str) and v]
     # A fresh key when the page did not send one: the submit is then not retried safely, but
     # still taken once.
-    key = _text(form, "idempotency_key")[:200] or secrets.token_urlsafe(24)
+    key = form_text(form, "idempotency_key")[:200] or secrets.token_urlsafe(24)
     state.values["idempotency_key"] = [key]
     try:
         body = ExchangeCreate.model_validate(values)
@@ -937,7 +929,7 @@ def exchange_view(
             links.append((f"/exchanges/{exchange.id}/host-review", N_("Review the introduction")))
 
     facts_list = [
-        (N_("Home cluster"), _cluster_name(exchange.home_cluster)),
+        (N_("Home cluster"), cluster_name(exchange.home_cluster)),
         (N_("Type of cooperation"), label(language, CooperationType, exchange.cooperation_type)),
         (
             N_("Kinds of partner"),
@@ -946,7 +938,7 @@ def exchange_view(
         (N_("Required certifications"), ", ".join(exchange.required_certifications)),
         (
             N_("Clusters to search"),
-            ", ".join(_cluster_name(c) for c in exchange.target_clusters),
+            ", ".join(cluster_name(c) for c in exchange.target_clusters),
         ),
         (N_("Meeting format"), label(language, MeetingFormat, exchange.meeting_format)),
         (N_("Languages of the meeting"), ", ".join(str(x).upper() for x in exchange.languages)),
@@ -971,7 +963,7 @@ def exchange_view(
         else [
             CandidateRow(
                 name=o.name,
-                cluster=_cluster_name(o.cluster_id),
+                cluster=cluster_name(o.cluster_id),
                 shortlist_position=c.shortlist_position,
                 host_decision=c.host_decision,
                 intro_status=c.intro_status,
@@ -1065,12 +1057,12 @@ async def exchange_page(
 
 
 def _reason(form: FormData) -> ReasonBody:
-    return ReasonBody.model_validate({"reason": _text(form, "reason")})
+    return ReasonBody.model_validate({"reason": form_text(form, "reason")})
 
 
 def _amendment(form: FormData) -> ExchangeAmend:
     return ExchangeAmend.model_validate(
-        {name: _text(form, name) for name in ("title", "description", "note")}
+        {name: form_text(form, name) for name in ("title", "description", "note")}
     )
 
 
@@ -1079,10 +1071,10 @@ def _proposal(form: FormData) -> ProposalBody:
     slots: list[dict[str, str]] = []
     problems: list[tuple[int, str]] = []
     for number in range(MAX_SLOTS):
-        start_text = _text(form, f"slot_start_{number}")
+        start_text = form_text(form, f"slot_start_{number}")
         if not start_text:
             continue
-        minutes_text = _text(form, f"slot_minutes_{number}") or str(DEFAULT_SLOT_MINUTES)
+        minutes_text = form_text(form, f"slot_minutes_{number}") or str(DEFAULT_SLOT_MINUTES)
         try:
             start = datetime.fromisoformat(start_text).replace(tzinfo=None)
         except ValueError:
@@ -1099,9 +1091,9 @@ def _proposal(form: FormData) -> ProposalBody:
     return ProposalBody.model_validate(
         {
             "slots": slots,
-            "timezone": _text(form, "timezone"),
-            "mode": _text(form, "mode") or MeetingMode.VIDEO.value,
-            "location": _text(form, "location"),
+            "timezone": form_text(form, "timezone"),
+            "mode": form_text(form, "mode") or MeetingMode.VIDEO.value,
+            "location": form_text(form, "location"),
         }
     )
 
@@ -1113,14 +1105,14 @@ class SlotsUnreadable(Exception):
 
 
 def _pick(form: FormData) -> PickBody:
-    return PickBody.model_validate({"start": _text(form, "start")})
+    return PickBody.model_validate({"start": form_text(form, "start")})
 
 
 def _survey(form: FormData) -> SurveyBody:
     values: dict[str, str] = {
-        name: _text(form, name)
+        name: form_text(form, name)
         for name in ("outcome", "satisfaction", "recommend", "comment")
-        if _text(form, name)
+        if form_text(form, name)
     }
     return SurveyBody.model_validate(values)
 

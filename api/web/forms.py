@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import ValidationError
+from starlette.datastructures import FormData
 
 from ce4big.errors import AppError
 from ce4big.i18n import N_
@@ -13,6 +14,12 @@ from ce4big.i18n import N_
 GENERAL = ""
 NOT_RECORDED = N_("This could not be recorded. Nothing was changed.")
 STAGE_MOVED_ON = N_("This step is no longer open: the exchange has moved on. Nothing was recorded.")
+
+
+def form_text(form: FormData, name: str) -> str:
+    """A text field of a POSTed form, trimmed; "" when absent (or a file)."""
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Subquery
 from sqlmodel import Session, col, func, select
+from sqlmodel.sql.expression import Select, SelectOfScalar
 
 from ce4big.catalogue.csvio import neutralise_formula
-from ce4big.domain import Outcome, Role, Stage
+from ce4big.domain import CooperationType, Outcome, Role, Stage, SurveyOutcome, WaveOutcome
 from ce4big.errors import Forbidden
 from ce4big.models import (
     Exchange,
@@ -69,46 +71,88 @@ def end_of_day(day: date) -> datetime:
     return start_of_day(day + timedelta(days=1))
 
 
-def _scope(
-    user: User, *, cutoff: datetime, start: date | None, end: date | None, cluster: str | None
-) -> Subquery:
-    """The ids of the exchanges a report counts: the caller's (a broker: their own cluster's),
-    submitted in [start, end] and before the cutoff."""
+@dataclass(frozen=True, slots=True)
+class ReportScope:
+    """Which exchanges a report counts (submitted in [start, end], UTC days; of a home cluster;
+    introduced to a partner of a partner cluster) and the day whose end its figures stand at."""
+
+    as_of: date
+    start: date | None = None
+    end: date | None = None
+    home: str | None = None
+    partner: str | None = None
+
+    @property
+    def cutoff(self) -> datetime:
+        return end_of_day(self.as_of)
+
+
+def require_reader(user: User) -> None:
     if user.role not in (Role.MANAGER, Role.ADMIN, Role.BROKER):
         raise Forbidden("reports are for managers and brokers")
-    scope = visible_exchanges(user).where(col(Exchange.created_at) < cutoff)
+
+
+def reached(kind: str, cutoff: datetime) -> SelectOfScalar[int]:
+    """The exchanges whose timeline has an event of `kind` before the cutoff."""
+    return select(ExchangeEvent.exchange_id).where(
+        ExchangeEvent.kind == kind, col(ExchangeEvent.at) < cutoff
+    )
+
+
+def _accepted_partners() -> Select[int, str]:
+    """Each exchange's partner: the organisation that accepted the introduction, by cluster."""
+    return (
+        select(ExchangeCandidate.exchange_id, Organisation.cluster_id)
+        .join(Organisation, col(Organisation.id) == ExchangeCandidate.organisation_id)
+        .where(ExchangeCandidate.intro_status == "accepted")
+    )
+
+
+def _submitted(user: User, scope: ReportScope) -> SelectOfScalar[Exchange]:
+    """The exchanges of the caller's reports (a broker: their own cluster's) that the scope
+    selects, whatever the day of its figures."""
+    require_reader(user)
+    query = visible_exchanges(user)
     if user.role == Role.BROKER:
-        scope = scope.where(Exchange.home_cluster == user.cluster_id)
-    if cluster is not None:
-        scope = scope.where(Exchange.home_cluster == cluster)
-    if start is not None:
-        scope = scope.where(col(Exchange.created_at) >= start_of_day(start))
-    if end is not None:
-        scope = scope.where(col(Exchange.created_at) < end_of_day(end))
-    return scope.with_only_columns(col(Exchange.id)).subquery()
+        query = query.where(Exchange.home_cluster == user.cluster_id)
+    if scope.home is not None:
+        query = query.where(Exchange.home_cluster == scope.home)
+    if scope.start is not None:
+        query = query.where(col(Exchange.created_at) >= start_of_day(scope.start))
+    if scope.end is not None:
+        query = query.where(col(Exchange.created_at) < end_of_day(scope.end))
+    if scope.partner is not None:
+        partners = _accepted_partners().subquery()
+        query = query.where(
+            col(Exchange.id).in_(
+                select(partners.c.exchange_id).where(partners.c.cluster_id == scope.partner)
+            )
+        )
+    return query
 
 
-def funnel(
-    *,
-    session: Session,
-    user: User,
-    as_of: date,
-    start: date | None = None,
-    end: date | None = None,
-    cluster: str | None = None,
-) -> Funnel:
-    """Exchanges submitted in [start, end] (UTC days) of the caller's scope, counted at each
-    step they had reached by the end of `as_of`. Managers see every cluster; a broker, the
-    exchanges of their own cluster."""
-    cutoff = end_of_day(as_of)
-    ids = _scope(user, cutoff=cutoff, start=start, end=end, cluster=cluster)
-    reached = dict(
+def scoped(user: User, scope: ReportScope) -> Subquery:
+    """The ids of the exchanges a report counts: submitted before the cutoff and, with a
+    partner cluster, introduced to that cluster's partner before it."""
+    query = _submitted(user, scope).where(col(Exchange.created_at) < scope.cutoff)
+    if scope.partner is not None:
+        query = query.where(
+            col(Exchange.id).in_(reached(STEP_EVENTS[FunnelStep.PARTNER_ACCEPTED], scope.cutoff))
+        )
+    return query.with_only_columns(col(Exchange.id)).subquery()
+
+
+def funnel(*, session: Session, user: User, scope: ReportScope) -> Funnel:
+    """Exchanges of the scope counted at each step they had reached by the cutoff, with the
+    conversion from the step before."""
+    ids = select(scoped(user, scope).c.id)
+    reached_by = dict(
         session.exec(
             select(ExchangeEvent.kind, func.count(func.distinct(ExchangeEvent.exchange_id)))
             .where(
                 col(ExchangeEvent.kind).in_(STEP_EVENTS.values()),
-                col(ExchangeEvent.at) < cutoff,
-                col(ExchangeEvent.exchange_id).in_(select(ids.c.id)),
+                col(ExchangeEvent.at) < scope.cutoff,
+                col(ExchangeEvent.exchange_id).in_(ids),
             )
             .group_by(ExchangeEvent.kind)
         ).all()
@@ -117,18 +161,23 @@ def funnel(
         select(func.count())
         .select_from(Exchange)
         .where(
-            col(Exchange.id).in_(select(ids.c.id)),
+            col(Exchange.id).in_(ids),
             Exchange.outcome == Outcome.COMPLETED,
-            col(Exchange.closed_at) < cutoff,
+            col(Exchange.closed_at) < scope.cutoff,
         )
     ).one()
-    counts = [int(reached.get(STEP_EVENTS[step], 0)) for step in STEP_EVENTS] + [int(completed)]
+    counts = [int(reached_by.get(kind, 0)) for kind in STEP_EVENTS.values()] + [int(completed)]
     steps = []
     for index, (step, count) in enumerate(zip(FunnelStep, counts, strict=True)):
         before = counts[index - 1] if index else None
-        conversion = None if before is None else (round(count / before, 4) if before else 0.0)
-        steps.append(FunnelCount(step=step, count=count, conversion=conversion))
-    return Funnel(as_of=as_of, steps=steps)
+        steps.append(FunnelCount(step=step, count=count, conversion=_share(count, before)))
+    return Funnel(as_of=scope.as_of, steps=steps)
+
+
+def _share(part: int, whole: int | None) -> float | None:
+    if whole is None:
+        return None
+    return round(part / whole, 4) if whole else 0.0
 
 
 class Party(StrEnum):
@@ -177,20 +226,12 @@ def _party(waiting_on: str) -> Party | None:
         return None
 
 
-def stage_times(
-    *,
-    session: Session,
-    user: User,
-    as_of: date,
-    start: date | None = None,
-    end: date | None = None,
-    cluster: str | None = None,
-) -> StageTimes:
-    """How long the stages took (spells ended by the end of `as_of`; a stage entered again is
-    another spell), median and 90th percentile in hours, and the share of the waiting time on
-    each party (a spell that waits on two parties counts half for each)."""
-    cutoff = end_of_day(as_of)
-    ids = _scope(user, cutoff=cutoff, start=start, end=end, cluster=cluster)
+def stage_times(*, session: Session, user: User, scope: ReportScope) -> StageTimes:
+    """How long the stages took (spells ended by the cutoff; a stage entered again is another
+    spell), median and 90th percentile in hours, and the share of the waiting time on each
+    party (a spell that waits on two parties counts half for each)."""
+    cutoff = scope.cutoff
+    ids = scoped(user, scope)
     durations: dict[Stage, list[float]] = {}
     waited: dict[Party, float] = dict.fromkeys(Party, 0.0)
     for stage, waiting_on, entered_at, left_at in session.exec(
@@ -213,7 +254,7 @@ def stage_times(
             waited[party] += hours / len(parties)
     total = sum(waited.values())
     return StageTimes(
-        as_of=as_of,
+        as_of=scope.as_of,
         stages=[
             StageTime(
                 stage=stage,
@@ -229,6 +270,328 @@ def stage_times(
             for party, hours in waited.items()
         ],
     )
+
+
+# ---------------------------------------------------------------- work overdue now
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueItem:
+    exchange_id: int
+    title: str
+    home_cluster: str
+    stage: Stage
+    waiting_on: list[str]
+    deadline: datetime
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; every stored time is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def overdue(
+    *, session: Session, user: User, scope: ReportScope, now: datetime, limit: int = 25
+) -> tuple[list[OverdueItem], int]:
+    """Open stages past their deadline now (of the scope's exchanges, whatever its as-of day),
+    the oldest deadline first, and how many there are in all."""
+    ids = select(_submitted(user, scope).with_only_columns(col(Exchange.id)).subquery().c.id)
+    late = (
+        select(ExchangeStage, Exchange)
+        .join(Exchange, col(Exchange.id) == ExchangeStage.exchange_id)
+        .where(
+            col(ExchangeStage.left_at).is_(None),
+            col(ExchangeStage.deadline_at) <= now,
+            col(ExchangeStage.exchange_id).in_(ids),
+        )
+    )
+    total = session.exec(select(func.count()).select_from(late.subquery())).one()
+    items = []
+    for spell, exchange in session.exec(
+        late.order_by(col(ExchangeStage.deadline_at), col(ExchangeStage.id)).limit(limit)
+    ):
+        assert exchange.id is not None and spell.deadline_at is not None
+        items.append(
+            OverdueItem(
+                exchange_id=exchange.id,
+                title=exchange.title,
+                home_cluster=exchange.home_cluster,
+                stage=Stage(spell.stage),
+                waiting_on=list(spell.waiting_on),
+                deadline=_aware(spell.deadline_at),
+            )
+        )
+    return items, int(total)
+
+
+# ---------------------------------------------------------------- home cluster to partner cluster
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixCell:
+    home: str
+    partner: str
+    introductions: int
+    meetings_held: int
+    cooperation_possible: int
+
+
+def _requester_answered(outcome: str, cutoff: datetime) -> SelectOfScalar[int]:
+    return select(SurveyResponse.exchange_id).where(
+        SurveyResponse.wave == "survey",
+        SurveyResponse.respondent == "requester",
+        SurveyResponse.outcome == outcome,
+        col(SurveyResponse.at) < cutoff,
+    )
+
+
+def cluster_matrix(*, session: Session, user: User, scope: ReportScope) -> list[MatrixCell]:
+    """For each home cluster and the cluster of the partner who accepted the introduction
+    (by the cutoff): introductions, meetings held, and requesters who answered that a
+    cooperation is possible."""
+    ids = select(scoped(user, scope).c.id)
+    partners = _accepted_partners().subquery()
+    cutoff = scope.cutoff
+    measures = {
+        "introductions": reached(STEP_EVENTS[FunnelStep.PARTNER_ACCEPTED], cutoff),
+        "meetings_held": reached(STEP_EVENTS[FunnelStep.MEETING_HELD], cutoff),
+        "cooperation_possible": _requester_answered(SurveyOutcome.COOPERATION_POSSIBLE, cutoff),
+    }
+    cells: dict[tuple[str, str], dict[str, int]] = {}
+    for measure, exchanges in measures.items():
+        for home, partner, count in session.exec(
+            select(Exchange.home_cluster, partners.c.cluster_id, func.count())
+            .join(partners, partners.c.exchange_id == Exchange.id)
+            .where(col(Exchange.id).in_(ids), col(Exchange.id).in_(exchanges))
+            .group_by(Exchange.home_cluster, partners.c.cluster_id)
+        ):
+            cells.setdefault((home, partner), {})[measure] = int(count)
+    return [
+        MatrixCell(
+            home=home,
+            partner=partner,
+            introductions=counts.get("introductions", 0),
+            meetings_held=counts.get("meetings_held", 0),
+            cooperation_possible=counts.get("cooperation_possible", 0),
+        )
+        for (home, partner), counts in sorted(cells.items())
+    ]
+
+
+# ---------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class Outcomes:
+    # Closed exchanges by how they ended.
+    closed: dict[Outcome, int]
+    # Survey answers by side (requester, partner) and answer.
+    survey: dict[str, dict[SurveyOutcome, int]]
+    answers: int
+    mean_satisfaction: float | None
+    # Share of 9 and 10 minus share of 0 to 6 among the answers that gave a score (-1 to 1).
+    recommend_score: float | None
+    recommend_answers: int
+    # The outcome wave months later: how far each exchange got, and the agreements by type.
+    wave: dict[WaveOutcome, int]
+    agreements: dict[CooperationType, int]
+
+
+SIDES = ("requester", "partner")
+
+
+def outcomes(*, session: Session, user: User, scope: ReportScope) -> Outcomes:
+    ids = select(scoped(user, scope).c.id)
+    cutoff = scope.cutoff
+    closed = dict.fromkeys(Outcome, 0)
+    for outcome, count in session.exec(
+        select(Exchange.outcome, func.count())
+        .where(
+            col(Exchange.id).in_(ids),
+            col(Exchange.outcome).is_not(None),
+            col(Exchange.closed_at) < cutoff,
+        )
+        .group_by(Exchange.outcome)
+    ):
+        if outcome is not None:
+            closed[Outcome(outcome)] = int(count)
+    survey = {side: dict.fromkeys(SurveyOutcome, 0) for side in SIDES}
+    satisfaction: list[int] = []
+    recommend: list[int] = []
+    for side, answer, score, would_recommend in session.exec(
+        select(
+            SurveyResponse.respondent,
+            SurveyResponse.outcome,
+            SurveyResponse.satisfaction,
+            SurveyResponse.recommend,
+        ).where(
+            col(SurveyResponse.exchange_id).in_(ids),
+            SurveyResponse.wave == "survey",
+            col(SurveyResponse.at) < cutoff,
+        )
+    ):
+        if side in survey and answer in survey[side]:
+            survey[side][SurveyOutcome(answer)] += 1
+        if score is not None:
+            satisfaction.append(score)
+        if would_recommend is not None:
+            recommend.append(would_recommend)
+    wave = dict.fromkeys(WaveOutcome, 0)
+    agreements = dict.fromkeys(CooperationType, 0)
+    for result, agreement, count in session.exec(
+        select(Exchange.result, Exchange.agreement_type, func.count())
+        .where(col(Exchange.id).in_(ids), col(Exchange.id).in_(reached(WAVE_EVENT, cutoff)))
+        .group_by(col(Exchange.result), col(Exchange.agreement_type))
+    ):
+        if result in wave:
+            wave[WaveOutcome(result)] += int(count)
+        if result == WaveOutcome.AGREEMENT_REACHED and agreement in agreements:
+            agreements[CooperationType(agreement)] += int(count)
+    promoters = sum(1 for r in recommend if r >= 9)
+    detractors = sum(1 for r in recommend if r <= 6)
+    return Outcomes(
+        closed=closed,
+        survey=survey,
+        answers=sum(sum(s.values()) for s in survey.values()),
+        mean_satisfaction=round(sum(satisfaction) / len(satisfaction), 2) if satisfaction else None,
+        recommend_score=(
+            round((promoters - detractors) / len(recommend), 4) if recommend else None
+        ),
+        recommend_answers=len(recommend),
+        wave=wave,
+        agreements=agreements,
+    )
+
+
+# The event that records the outcome wave's result on the exchange (its result, agreement type).
+WAVE_EVENT = "outcome_recorded"
+
+
+# ---------------------------------------------------------------- submissions per week
+
+
+@dataclass(frozen=True, slots=True)
+class WeekCount:
+    week: date  # its Monday
+    count: int
+
+
+MAX_WEEKS = 104
+
+
+def weekly_submissions(
+    *, session: Session, user: User, scope: ReportScope, weeks: int = 26
+) -> list[WeekCount]:
+    """Submissions per week (Monday to Sunday, UTC) over the period, or over the `weeks`
+    weeks up to the as-of day without one (at most two years)."""
+    last = min(scope.end or scope.as_of, scope.as_of)
+    last_monday = last - timedelta(days=last.weekday())
+    first_monday = last_monday - timedelta(weeks=weeks - 1)
+    if scope.start is not None:
+        first_monday = max(
+            scope.start - timedelta(days=scope.start.weekday()),
+            last_monday - timedelta(weeks=MAX_WEEKS - 1),
+        )
+    since = max(start_of_day(first_monday), start_of_day(scope.start or first_monday))
+    day = func.date(Exchange.created_at)
+    counts = dict.fromkeys(
+        (
+            first_monday + timedelta(weeks=w)
+            for w in range((last_monday - first_monday).days // 7 + 1)
+        ),
+        0,
+    )
+    window = (
+        _submitted(user, scope)
+        .where(col(Exchange.created_at) >= since, col(Exchange.created_at) < end_of_day(last))
+        .with_only_columns(col(Exchange.id))
+        .subquery()
+    )
+    for submitted_on, count in session.exec(
+        select(day, func.count()).where(col(Exchange.id).in_(select(window.c.id))).group_by(day)
+    ):
+        on = submitted_on if isinstance(submitted_on, date) else date.fromisoformat(submitted_on)
+        monday = on - timedelta(days=on.weekday())
+        if monday in counts:
+            counts[monday] += int(count)
+    return [WeekCount(week=monday, count=count) for monday, count in counts.items()]
+
+
+# ---------------------------------------------------------------- the exchanges behind a figure
+
+
+class FigureKind(StrEnum):
+    STEP = "step"  # reached a funnel step
+    SPELL = "spell"  # spent a (finished) spell in a stage
+    OUTCOME = "outcome"  # closed with an outcome
+    SURVEY = "survey"  # a side answered the survey so: "requester:cooperation_possible"
+    WAVE = "wave"  # the outcome wave's result
+    AGREEMENT = "agreement"  # an agreement of a type reached
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    kind: FigureKind
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Figure | None":
+        """`kind:value` as the dashboard links write it; None for anything else."""
+        kind, _, value = text.partition(":")
+        allowed: dict[str, set[str]] = {
+            FigureKind.STEP: set(FunnelStep),
+            FigureKind.SPELL: set(Stage),
+            FigureKind.OUTCOME: set(Outcome),
+            FigureKind.SURVEY: {f"{side}:{answer}" for side in SIDES for answer in SurveyOutcome},
+            FigureKind.WAVE: set(WaveOutcome),
+            FigureKind.AGREEMENT: set(CooperationType),
+        }
+        if kind not in allowed or value not in allowed[kind]:
+            return None
+        return cls(FigureKind(kind), value)
+
+
+def figure_exchanges(user: User, scope: ReportScope, figure: Figure) -> SelectOfScalar[Any]:
+    """The ids of the exchanges a figure of the reports counts, by the same rules."""
+    ids = select(scoped(user, scope).c.id)
+    cutoff = scope.cutoff
+    query: SelectOfScalar[Any]
+    match figure.kind:
+        case FigureKind.STEP if figure.value == FunnelStep.COMPLETED:
+            query = select(Exchange.id).where(
+                Exchange.outcome == Outcome.COMPLETED, col(Exchange.closed_at) < cutoff
+            )
+        case FigureKind.STEP:
+            query = reached(STEP_EVENTS[FunnelStep(figure.value)], cutoff)
+        case FigureKind.SPELL:
+            query = select(ExchangeStage.exchange_id).where(
+                ExchangeStage.stage == figure.value, col(ExchangeStage.left_at) < cutoff
+            )
+        case FigureKind.OUTCOME:
+            query = select(Exchange.id).where(
+                Exchange.outcome == figure.value, col(Exchange.closed_at) < cutoff
+            )
+        case FigureKind.SURVEY:
+            side, _, answer = figure.value.partition(":")
+            query = select(SurveyResponse.exchange_id).where(
+                SurveyResponse.wave == "survey",
+                SurveyResponse.respondent == side,
+                SurveyResponse.outcome == answer,
+                col(SurveyResponse.at) < cutoff,
+            )
+        case FigureKind.WAVE | FigureKind.AGREEMENT:
+            query = select(Exchange.id).where(col(Exchange.id).in_(reached(WAVE_EVENT, cutoff)))
+            if figure.kind == FigureKind.WAVE:
+                query = query.where(Exchange.result == figure.value)
+            else:
+                query = query.where(
+                    Exchange.result == WaveOutcome.AGREEMENT_REACHED,
+                    Exchange.agreement_type == figure.value,
+                )
+    return query.where(col(query.selected_columns[0]).in_(ids))
 
 
 # One row per exchange: the CSV of `GET /api/v1/reports/exchanges.csv` and `ce4big report csv`.
@@ -269,8 +632,7 @@ def export_rows(
     """The exchanges the caller may see, submitted in [start, end], in batches (so a large
     export holds one batch in memory), oldest first; cells a spreadsheet would run as a formula
     are neutralised."""
-    if user.role not in (Role.MANAGER, Role.ADMIN, Role.BROKER):
-        raise Forbidden("reports are for managers and brokers")
+    require_reader(user)
     scope = visible_exchanges(user)
     if start is not None:
         scope = scope.where(col(Exchange.created_at) >= start_of_day(start))

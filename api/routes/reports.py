@@ -3,7 +3,7 @@
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import date
 from typing import Annotated
 
@@ -13,15 +13,21 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from api.deps import CurrentUser, EngineDep, SessionDep
-from ce4big.domain import CLUSTER_IDS, Role, Stage
-from ce4big.errors import Forbidden, Invalid
+from ce4big.domain import CLUSTER_IDS, Stage
+from ce4big.errors import Invalid
 from ce4big.models import utcnow
 from ce4big.reports import (
     EXPORT_COLUMNS,
     FunnelStep,
+    MatrixCell,
+    Outcomes,
     Party,
+    ReportScope,
+    cluster_matrix,
     export_rows,
     funnel,
+    outcomes,
+    require_reader,
     stage_times,
 )
 
@@ -57,26 +63,23 @@ class StageTimesPublic(BaseModel):
     waiting: list[WaitingSharePublic]
 
 
-@dataclass(frozen=True)
-class ReportFilter:
-    start: date | None
-    end: date | None
-    cluster: str | None
-    as_of: date
-
-
-def report_filter(
+def report_scope(
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to")] = None,
-    cluster: Annotated[str | None, Query(max_length=32)] = None,
+    cluster: Annotated[str | None, Query(max_length=32, description="home cluster")] = None,
+    partner: Annotated[str | None, Query(max_length=32, description="partner cluster")] = None,
     as_of: Annotated[date | None, Query()] = None,
-) -> ReportFilter:
-    """The period (`from`, `to`: UTC days of submission), the home cluster, and the day whose
-    end the figures stand at (default today)."""
+) -> ReportScope:
+    """The period (`from`, `to`: UTC days of submission), the home cluster, the cluster of the
+    partner who accepted the introduction, and the day whose end the figures stand at
+    (default today)."""
     _period(start, end)
-    if cluster is not None and cluster not in CLUSTER_IDS:
-        raise Invalid(f"cluster: {cluster!r} is not one of {', '.join(sorted(CLUSTER_IDS))}")
-    return ReportFilter(start=start, end=end, cluster=cluster, as_of=as_of or utcnow().date())
+    for name, value in (("cluster", cluster), ("partner", partner)):
+        if value is not None and value not in CLUSTER_IDS:
+            raise Invalid(f"{name}: {value!r} is not one of {', '.join(sorted(CLUSTER_IDS))}")
+    return ReportScope(
+        as_of=as_of or utcnow().date(), start=start, end=end, home=cluster, partner=partner
+    )
 
 
 def _period(start: date | None, end: date | None) -> None:
@@ -84,15 +87,15 @@ def _period(start: date | None, end: date | None) -> None:
         raise Invalid("to: the period ends before it starts")
 
 
-ReportFilterDep = Annotated[ReportFilter, Depends(report_filter)]
+ReportScopeDep = Annotated[ReportScope, Depends(report_scope)]
 
 
 @router.get("/funnel")
-def read_funnel(session: SessionDep, user: CurrentUser, filters: ReportFilterDep) -> FunnelPublic:
+def read_funnel(session: SessionDep, user: CurrentUser, scope: ReportScopeDep) -> FunnelPublic:
     """Exchanges submitted in the period, counted at each step they had reached by the end of
     `as_of`, with the conversion from the step before. Managers see every cluster (or
     `cluster`); a broker, their own cluster's exchanges."""
-    figures = funnel(session=session, user=user, **asdict(filters))
+    figures = funnel(session=session, user=user, scope=scope)
     return FunnelPublic(
         as_of=figures.as_of, steps=[FunnelStepPublic(**asdict(s)) for s in figures.steps]
     )
@@ -100,16 +103,33 @@ def read_funnel(session: SessionDep, user: CurrentUser, filters: ReportFilterDep
 
 @router.get("/stages")
 def read_stage_times(
-    session: SessionDep, user: CurrentUser, filters: ReportFilterDep
+    session: SessionDep, user: CurrentUser, scope: ReportScopeDep
 ) -> StageTimesPublic:
     """For the exchanges submitted in the period: how long each stage took (median and 90th
     percentile of the spells ended by `as_of`), and the share of waiting time on each party."""
-    figures = stage_times(session=session, user=user, **asdict(filters))
+    figures = stage_times(session=session, user=user, scope=scope)
     return StageTimesPublic(
         as_of=figures.as_of,
         stages=[StageTimePublic(**asdict(s)) for s in figures.stages],
         waiting=[WaitingSharePublic(**asdict(w)) for w in figures.waiting],
     )
+
+
+@router.get("/clusters")
+def read_cluster_matrix(
+    session: SessionDep, user: CurrentUser, scope: ReportScopeDep
+) -> list[MatrixCell]:
+    """Home cluster → cluster of the partner who accepted the introduction, by `as_of`:
+    introductions, meetings held, requesters who answered that cooperation is possible."""
+    return cluster_matrix(session=session, user=user, scope=scope)
+
+
+@router.get("/outcomes")
+def read_outcomes(session: SessionDep, user: CurrentUser, scope: ReportScopeDep) -> Outcomes:
+    """Closed exchanges by outcome, survey answers by side and answer, mean satisfaction
+    (1 to 5), recommend score (share of 9 and 10 minus share of 0 to 6, from -1 to 1), the
+    outcome wave's results and the agreements reached by type."""
+    return outcomes(session=session, user=user, scope=scope)
 
 
 @router.get("/exchanges.csv", response_class=StreamingResponse)
@@ -123,8 +143,7 @@ def export_exchanges(
     organisations, when each step was reached, outcome, survey answers, agreement type.
     Streamed; a cell a spreadsheet would run as a formula starts with an apostrophe."""
     _period(start, end)
-    if user.role not in (Role.MANAGER, Role.ADMIN, Role.BROKER):
-        raise Forbidden("reports are for managers and brokers")
+    require_reader(user)
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()

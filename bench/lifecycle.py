@@ -69,6 +69,7 @@ from ce4big.catalogue.store import upsert_organisations  # noqa: E402
 from ce4big.db import make_engine, session_scope, upgrade_database  # noqa: E402
 from ce4big.exchanges import exchange_timings  # noqa: E402
 from ce4big.models import ApiToken, ExchangeEvent, utcnow  # noqa: E402
+from ce4big.searchattributes import SEARCH_ATTRIBUTES  # noqa: E402
 from ce4big.security import create_api_token  # noqa: E402
 from ce4big.settings import Settings  # noqa: E402
 from ce4big.users import add_user  # noqa: E402
@@ -713,6 +714,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 dev_server_existing_path=str(temporal),
                 dev_server_database_filename=f"{tmp}/temporal.db",
                 ui=False,
+                search_attributes=SEARCH_ATTRIBUTES,
             )
         )
         executor = stack.enter_context(

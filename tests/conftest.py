@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 import ce4big.models  # noqa: F401  (registers the tables)
 from ce4big.db import make_engine, upgrade_database
+from ce4big.searchattributes import SEARCH_ATTRIBUTES, add_request
 from ce4big.settings import Settings
 
 # The server the PostgreSQL cases run on; each run creates a database of its own there and drops
@@ -135,6 +136,8 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=venv_binary("temporal-test-server")
     )
+    # The test server refuses an upsert of an attribute it does not know, as a real one does.
+    await env.client.operator_service.add_search_attributes(add_request(env.client.namespace))
     yield env
     await env.shutdown()
 
@@ -144,6 +147,7 @@ async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=venv_binary("temporal"),
         dev_server_extra_args=["--log-level", "error"],
+        search_attributes=SEARCH_ATTRIBUTES,
     )
     yield env
     await env.shutdown()

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from ce4big.domain import Outcome, Stage
     from ce4big.lifecycle import Actor
+    from ce4big.searchattributes import stage_updates
 
 from workflows.state import LifecycleState
 
@@ -41,6 +42,9 @@ Reminder = tuple[float, Callable[[], Awaitable[Any]]]
 
 # Stage entries are recorded for the stage read model (ExchangeStage) from this version on.
 STAGE_RECORDS_PATCH = "record-stage-entries"
+# Stage, home cluster, parties waited on and deadline are upserted as search attributes (Temporal
+# visibility) at every stage entry from this version on.
+SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 
 
 class ClosedError(Exception):
@@ -67,6 +71,16 @@ class Effects:
         state.waiting_on = waiting_on
         state.since = workflow.now()
         state.deadline = state.since + timedelta(seconds=deadline) if deadline is not None else None
+        # An upsert is a command too: exchanges started before it replay without one.
+        if workflow.patched(SEARCH_ATTRIBUTES_PATCH):
+            workflow.upsert_search_attributes(
+                stage_updates(
+                    stage=stage.value,
+                    home_cluster=state.data.home_cluster,
+                    waiting_on=waiting_on,
+                    deadline=state.deadline,
+                )
+            )
         # Workflows started before the stage read model existed replay without these records.
         if workflow.patched(STAGE_RECORDS_PATCH):
             await self.record(

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import pkgutil
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from activities.email import EmailActivities
 from activities.exchange import ExchangeActivities
 from activities.records import RecordActivities
 from ce4big.db import engine_for
+from ce4big.searchattributes import SearchAttributeError, check_search_attributes
 from ce4big.settings import Settings, get_settings
 from ce4big.temporal import connect_temporal
 from workflows.exchange import ExchangeWorkflow
@@ -66,9 +68,14 @@ def build_worker(
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | None = None) -> None:
-    """Run until `stop` is set, then let running activities finish within the grace period."""
-    engine = engine_for(settings)
+    """Run until `stop` is set, then let running activities finish within the grace period.
+
+    Refuses to start (SearchAttributeError) on a namespace without the exchange's search
+    attributes: every workflow task that upserts them would fail and be retried for ever.
+    """
     client = client or await connect_temporal(settings)
+    await check_search_attributes(client)
+    engine = engine_for(settings)
     with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
         worker = build_worker(client, settings, engine, executor)
         async with worker:
@@ -87,7 +94,10 @@ async def _main() -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(_main())
+    try:
+        asyncio.run(_main())
+    except SearchAttributeError as exc:
+        sys.exit(f"ce4big worker: {exc}")
 
 
 if __name__ == "__main__":

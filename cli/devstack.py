@@ -21,6 +21,11 @@ from sqlalchemy import Engine
 
 from api.main import create_app
 from ce4big.db import make_engine, session_scope, upgrade_database
+from ce4big.searchattributes import (
+    SearchAttributeError,
+    dev_server_arguments,
+    register_search_attributes,
+)
 from ce4big.seed import is_seeded, seed_demo
 from ce4big.settings import Settings
 from ce4big.temporal import connect_temporal
@@ -93,6 +98,8 @@ def start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
         "--db-filename", str(settings.data_dir / "temporal.db"),
         "--namespace", settings.temporal_namespace,
         "--log-level", "warn",
+        # The exchange's search attributes, in a new data folder (see run_dev for an older one).
+        *dev_server_arguments(),
     ]  # fmt: skip
     return subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -162,6 +169,13 @@ async def run_dev(settings: Settings) -> int:
         if settings.embedded_smtp:
             sink = await start_sink(engine, "127.0.0.1", settings.smtp_port)
         client = await connect_temporal(settings)
+        if settings.embedded_temporal:
+            # The dev server applies its --search-attribute flags to a new database only: a data
+            # folder from before the attributes gets them here (a no-op once they are there).
+            try:
+                await register_search_attributes(client)
+            except SearchAttributeError as exc:
+                raise DevError(str(exc)) from None
         server = _Server(
             uvicorn.Config(
                 create_app(

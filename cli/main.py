@@ -175,6 +175,37 @@ def cmd_report_csv(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_temporal_setup(_args: argparse.Namespace) -> int:
+    from temporalio.service import RPCError
+
+    from ce4big.searchattributes import (
+        SEARCH_ATTRIBUTES,
+        SearchAttributeError,
+        register_search_attributes,
+        type_name,
+    )
+    from ce4big.temporal import connect_temporal
+
+    settings = _settings()
+
+    async def setup() -> list[str]:
+        client = await connect_temporal(settings)
+        return await register_search_attributes(client)
+
+    try:
+        added = asyncio.run(setup())
+    except SearchAttributeError as exc:
+        raise CommandError(str(exc)) from None
+    except (RuntimeError, RPCError) as exc:
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CommandError(f"Temporal at {settings.temporal_target}: {first_line}") from None
+    print(f"search attributes of namespace {settings.temporal_namespace!r}:")
+    for key in SEARCH_ATTRIBUTES:
+        done = "registered" if key.name in added else "already registered"
+        print(f"  {key.name} ({type_name(key.indexed_value_type)}): {done}")
+    return 0
+
+
 def _iso_date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -274,6 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
     report_csv.add_argument("--to", dest="end", type=_iso_date, help="submitted on or before")
     report_csv.add_argument("file", nargs="?")
     report_csv.set_defaults(run=cmd_report_csv)
+
+    temporal = commands.add_parser("temporal", help="the Temporal cluster").add_subparsers(
+        dest="temporal", required=True
+    )
+    temporal.add_parser(
+        "setup", help="register the exchange's search attributes in the namespace"
+    ).set_defaults(run=cmd_temporal_setup)
 
     match = commands.add_parser("match", help="rank catalogue partners for a request")
     match.add_argument("--request", required=True, help="a JSON request (one requests line)")

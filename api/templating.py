@@ -3,7 +3,7 @@ mailbox), with the gettext catalogues installed: a page names its `language` in 
 Styles and scripts come from /static only, so the Content-Security-Policy allows no inline
 code at all."""
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,9 @@ from starlette.templating import Jinja2Templates
 
 from ce4big.i18n import (
     format_datetime,
+    format_day,
+    format_number,
+    format_share,
     format_short_datetime,
     format_span,
     install_gettext,
@@ -68,7 +71,24 @@ def _span(ctx: Context, start: datetime, end: datetime, zone: str | None = None)
     return format_span(start, end, zone=zone or _zone(ctx), language=ctx["language"])
 
 
-environment.filters.update(datetime=_datetime, when=_when, span=_span)
+@pass_context
+def _day(ctx: Context, value: date) -> str:
+    return format_day(value, language=ctx["language"])
+
+
+@pass_context
+def _number(ctx: Context, value: float, digits: int = 1) -> str:
+    return format_number(value, language=ctx["language"], digits=digits)
+
+
+@pass_context
+def _share(ctx: Context, value: float) -> str:
+    return format_share(value, language=ctx["language"])
+
+
+environment.filters.update(
+    datetime=_datetime, when=_when, span=_span, day=_day, number=_number, share=_share
+)
 # The language switch offers each language in its own name.
 environment.globals["languages"] = [
     ("en", "English"),

@@ -141,6 +141,28 @@ class Stage(StrEnum):
     CLOSED = "closed"
 
 
+class FunnelStep(StrEnum):
+    """The steps of the programme funnel, each counted once an exchange has reached it."""
+
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    SHORTLISTED = "shortlisted"
+    PARTNER_ACCEPTED = "partner_accepted"
+    MEETING_SCHEDULED = "meeting_scheduled"
+    MEETING_HELD = "meeting_held"
+    SURVEY_ANSWERED = "survey_answered"
+    COMPLETED = "completed"
+
+
+class Party(StrEnum):
+    """Whom a stage waits on, without the organisation or cluster it names."""
+
+    REQUESTER = "requester"
+    PARTNER = "partner"
+    HOME_BROKER = "home_broker"
+    HOST_BROKER = "host_broker"
+
+
 class Outcome(StrEnum):
     COMPLETED = "completed"
     REJECTED = "rejected"

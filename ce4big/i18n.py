@@ -7,7 +7,7 @@ runs without a build step and a stale compiled file can never hide an edited one
 """
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from gettext import NullTranslations
@@ -20,6 +20,7 @@ from babel.dates import format_date as babel_format_date
 from babel.dates import format_time, format_timedelta
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal, format_percent
 from babel.support import Translations
 from jinja2 import Environment, pass_context
 from jinja2.runtime import Context
@@ -27,11 +28,13 @@ from jinja2.runtime import Context
 from ce4big.domain import (
     LANGUAGES,
     CooperationType,
+    FunnelStep,
     Language,
     MeetingFormat,
     MeetingMode,
     OrganisationKind,
     Outcome,
+    Party,
     Stage,
     SurveyOutcome,
     WaveOutcome,
@@ -111,6 +114,22 @@ LABELS: Final[Mapping[type[StrEnum], Mapping[str, str]]] = {
         SurveyOutcome.INSUFFICIENT_INTEREST: N_("Not enough common interest"),
         SurveyOutcome.INFORMATIVE_NO_COOPERATION: N_("Informative, but no cooperation in view"),
         SurveyOutcome.COOPERATION_POSSIBLE: N_("A cooperation looks possible"),
+    },
+    FunnelStep: {
+        FunnelStep.SUBMITTED: N_("Submitted"),
+        FunnelStep.APPROVED: N_("Approved by the broker"),
+        FunnelStep.SHORTLISTED: N_("Shortlisted"),
+        FunnelStep.PARTNER_ACCEPTED: N_("Partner accepted"),
+        FunnelStep.MEETING_SCHEDULED: N_("Meeting scheduled"),
+        FunnelStep.MEETING_HELD: N_("Meeting held"),
+        FunnelStep.SURVEY_ANSWERED: N_("Survey answered"),
+        FunnelStep.COMPLETED: N_("Completed"),
+    },
+    Party: {
+        Party.REQUESTER: N_("Requester"),
+        Party.PARTNER: N_("Partner"),
+        Party.HOME_BROKER: N_("Home cluster's broker"),
+        Party.HOST_BROKER: N_("Host cluster's broker"),
     },
     WaveOutcome: {
         WaveOutcome.NO_FURTHER_CONTACT: N_("No further contact"),
@@ -232,6 +251,22 @@ def format_span(start: datetime, end: datetime, *, zone: str, language: str) -> 
     date = babel_format_date(local_start, "full", locale=BABEL_LOCALES[language])
     times = EN_DASH.join(_time(t, zone, language) for t in (local_start, local_end))
     return f"{date}, {times} ({_zone_name(local_start, zone, language)})"
+
+
+def format_day(value: date, *, language: str) -> str:
+    """`31 March 2026`: a calendar day, as the reports count them."""
+    return babel_format_date(value, "long", locale=BABEL_LOCALES[language])
+
+
+def format_number(value: float, *, language: str, digits: int = 1) -> str:
+    """`1,234.5` in English, `1 234,5` in French: at most `digits` decimals."""
+    pattern = "#,##0." + "#" * digits if digits else "#,##0"
+    return format_decimal(value, pattern, locale=BABEL_LOCALES[language])
+
+
+def format_share(value: float, *, language: str) -> str:
+    """`67 %`: a share from 0 to 1 as a whole percentage, in the reader's typography."""
+    return format_percent(value, locale=BABEL_LOCALES[language])
 
 
 def format_months_ago(months: int, *, language: str) -> str:

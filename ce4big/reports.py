@@ -5,14 +5,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Subquery
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import Select, SelectOfScalar
 
 from ce4big.catalogue.csvio import neutralise_formula
-from ce4big.domain import CooperationType, Outcome, Role, Stage, SurveyOutcome, WaveOutcome
+from ce4big.domain import (
+    CooperationType,
+    FunnelStep,
+    Outcome,
+    Party,
+    Role,
+    Stage,
+    SurveyOutcome,
+    WaveOutcome,
+)
 from ce4big.errors import Forbidden
 from ce4big.models import (
     Exchange,
@@ -24,18 +33,6 @@ from ce4big.models import (
     User,
 )
 from ce4big.visibility import visible_exchanges
-
-
-class FunnelStep(StrEnum):
-    SUBMITTED = "submitted"
-    APPROVED = "approved"
-    SHORTLISTED = "shortlisted"
-    PARTNER_ACCEPTED = "partner_accepted"
-    MEETING_SCHEDULED = "meeting_scheduled"
-    MEETING_HELD = "meeting_held"
-    SURVEY_ANSWERED = "survey_answered"
-    COMPLETED = "completed"
-
 
 # The timeline event that marks each step (completed is read from the closed exchange).
 STEP_EVENTS: dict[FunnelStep, str] = {
@@ -178,15 +175,6 @@ def _share(part: int, whole: int | None) -> float | None:
     if whole is None:
         return None
     return round(part / whole, 4) if whole else 0.0
-
-
-class Party(StrEnum):
-    """Whom a stage waits on, without the organisation or cluster it names."""
-
-    REQUESTER = "requester"
-    PARTNER = "partner"
-    HOME_BROKER = "home_broker"
-    HOST_BROKER = "host_broker"
 
 
 @dataclass(frozen=True, slots=True)
@@ -592,6 +580,104 @@ def figure_exchanges(user: User, scope: ReportScope, figure: Figure) -> SelectOf
                     Exchange.agreement_type == figure.value,
                 )
     return query.where(col(query.selected_columns[0]).in_(ids))
+
+
+# ---------------------------------------------------------------- completed exchanges
+
+E = TypeVar("E", bound=StrEnum)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedExchange:
+    exchange_id: int
+    title: str
+    home_cluster: str
+    organisation: str
+    partner: str
+    partner_cluster: str
+    closed_at: datetime
+    # The requester's survey answer, and the outcome wave's result with its agreement type.
+    survey: SurveyOutcome | None
+    wave: WaveOutcome | None
+    agreement_type: CooperationType | None
+
+
+def completed_exchanges(
+    *, session: Session, user: User, scope: ReportScope, limit: int = 500
+) -> list[CompletedExchange]:
+    """The exchanges of the scope completed by the cutoff, in the order they closed."""
+    ids = figure_exchanges(user, scope, Figure(FigureKind.STEP, FunnelStep.COMPLETED))
+    exchanges = session.exec(
+        select(Exchange)
+        .where(col(Exchange.id).in_(ids))
+        .order_by(col(Exchange.closed_at), col(Exchange.id))
+        .limit(limit)
+    ).all()
+    wanted = [e.id for e in exchanges]
+    partners = {
+        exchange_id: (name, cluster)
+        for exchange_id, name, cluster in session.exec(
+            select(ExchangeCandidate.exchange_id, Organisation.name, Organisation.cluster_id)
+            .join(Organisation, col(Organisation.id) == ExchangeCandidate.organisation_id)
+            .where(
+                col(ExchangeCandidate.exchange_id).in_(wanted),
+                ExchangeCandidate.intro_status == "accepted",
+            )
+        )
+    }
+    homes = dict(
+        session.exec(
+            select(Organisation.id, Organisation.name).where(
+                col(Organisation.id).in_({e.organisation_id for e in exchanges})
+            )
+        ).all()
+    )
+    answers = dict(
+        session.exec(
+            select(SurveyResponse.exchange_id, SurveyResponse.outcome).where(
+                col(SurveyResponse.exchange_id).in_(wanted),
+                SurveyResponse.wave == "survey",
+                SurveyResponse.respondent == "requester",
+                col(SurveyResponse.at) < scope.cutoff,
+            )
+        ).all()
+    )
+    waved = set(
+        session.exec(
+            reached(WAVE_EVENT, scope.cutoff).where(col(ExchangeEvent.exchange_id).in_(wanted))
+        )
+    )
+    rows = []
+    for exchange in exchanges:
+        assert exchange.id is not None and exchange.closed_at is not None
+        partner, partner_cluster = partners.get(exchange.id, ("", ""))
+        result = exchange.result if exchange.id in waved else None
+        rows.append(
+            CompletedExchange(
+                exchange_id=exchange.id,
+                title=exchange.title,
+                home_cluster=exchange.home_cluster,
+                organisation=homes.get(exchange.organisation_id or "", ""),
+                partner=partner,
+                partner_cluster=partner_cluster,
+                closed_at=_aware(exchange.closed_at),
+                survey=_member(SurveyOutcome, answers.get(exchange.id)),
+                wave=_member(WaveOutcome, result),
+                agreement_type=(
+                    _member(CooperationType, exchange.agreement_type)
+                    if result == WaveOutcome.AGREEMENT_REACHED
+                    else None
+                ),
+            )
+        )
+    return rows
+
+
+def _member(vocabulary: type[E], value: str | None) -> E | None:
+    try:
+        return vocabulary(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 # One row per exchange: the CSV of `GET /api/v1/reports/exchanges.csv` and `ce4big report csv`.

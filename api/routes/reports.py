@@ -13,15 +13,13 @@ from pydantic import BaseModel
 from sqlmodel import Session
 
 from api.deps import CurrentUser, EngineDep, SessionDep
-from ce4big.domain import CLUSTER_IDS, Stage
+from ce4big.domain import CLUSTER_IDS, FunnelStep, Party, Stage
 from ce4big.errors import Invalid
 from ce4big.models import utcnow
 from ce4big.reports import (
     EXPORT_COLUMNS,
-    FunnelStep,
     MatrixCell,
     Outcomes,
-    Party,
     ReportScope,
     cluster_matrix,
     export_rows,

@@ -3,7 +3,7 @@ HTML forms that work without JavaScript; htmx, where present, refreshes parts in
 
 from fastapi import APIRouter
 
-from api.web import auth, catalogue, decisions, exchanges, inbox
+from api.web import auth, catalogue, decisions, exchanges, inbox, reports
 
 router = APIRouter(include_in_schema=False)
 router.include_router(auth.router)
@@ -11,3 +11,4 @@ router.include_router(inbox.router)
 router.include_router(decisions.router)
 router.include_router(exchanges.router)
 router.include_router(catalogue.router)
+router.include_router(reports.router)

@@ -33,6 +33,7 @@ from api.routes.exchanges import (
 )
 from api.templating import DEFAULT_SLOT_MINUTES, SLOT_MINUTES, options, zone_choices
 from api.web.forms import form_text
+from api.web.reports import READERS, ScopeQuery, figure_words, read_scope
 from api.web.visitor import SignedInDep, Visitor, checked_form, page, redirect, require_role
 from ce4big.db import run_in_session
 from ce4big.decisions import query_state
@@ -66,6 +67,7 @@ from ce4big.models import (
     User,
     utcnow,
 )
+from ce4big.reports import Figure, figure_exchanges
 from ce4big.schemas import (
     MAX_SLOTS,
     ExchangeAmend,
@@ -352,6 +354,9 @@ class Filters:
     created_from: date | None = None
     created_to: date | None = None
     page: int = 1
+    # From a figure of the reports: the exchanges it counts, in the report's scope.
+    figure: Figure | None = None
+    report: ScopeQuery | None = None
     typed: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
@@ -400,6 +405,12 @@ def _filters(request: Request, visitor: Visitor) -> Filters:
     typed["overdue"] = "1" if filters.overdue else ""
     filters.created_from = _date(filters, "created_from", visitor.language)
     filters.created_to = _date(filters, "created_to", visitor.language)
+    figure = Figure.parse(params.get("figure", "")[:80])
+    user = visitor.user
+    if figure is not None and user is not None and user.role in READERS:
+        filters.figure = figure
+        filters.report = read_scope(params, user, today=utcnow().date())
+        typed.update(filters.report.typed, figure=str(figure))
     page_text = params.get("page", "1")
     filters.page = min(int(page_text), 10_000) if page_text.isdigit() and page_text != "0" else 1
     return filters
@@ -444,6 +455,9 @@ def find_exchanges(
             )
         )
         query = query.where(col(Exchange.id).in_(approached))
+    if filters.figure is not None and filters.report is not None:
+        behind = figure_exchanges(user, filters.report.scope, filters.figure)
+        query = query.where(col(Exchange.id).in_(behind))
     if filters.overdue:
         late = select(ExchangeStage.exchange_id).where(
             col(ExchangeStage.left_at).is_(None), col(ExchangeStage.deadline_at) <= now
@@ -527,6 +541,7 @@ async def exchange_list(
             "stage_label": lambda value: label(language, Stage, value),
             "outcome_label": lambda value: label(language, Outcome, value),
             "labels": FIELD_LABELS,
+            "figure": figure_words(language, filters.figure) if filters.figure else None,
         },
     )
 

@@ -103,9 +103,14 @@ def _nav(path: str, user: User | None, inbox_count: int) -> list[NavItem]:
             ("/inbox", N_("Inbox"), inbox_count),
             ("/exchanges", N_("Exchanges"), None),
             ("/catalogue", N_("Catalogue"), None),
+            ("/reports", N_("Reports"), None),
         ]
     else:
-        items = [("/exchanges", N_("Exchanges"), None), ("/catalogue", N_("Catalogue"), None)]
+        items = [
+            ("/exchanges", N_("Exchanges"), None),
+            ("/catalogue", N_("Catalogue"), None),
+            ("/reports", N_("Reports"), None),
+        ]
     items.append(("/account", N_("Account"), None))
     return [
         NavItem(href=href, label=label, current=path == href, badge=badge)

@@ -8,6 +8,7 @@ from temporalio.client import Client
 from api.main import create_app
 from ce4big.settings import Settings
 from emails.previews import EmailPreviews
+from tests.api.report_data import followed_up, report_tokens  # noqa: F401  (fixtures)
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 

@@ -1,86 +1,33 @@
-"""The funnel from hand-built timelines with known timestamps, on SQLite and PostgreSQL."""
+"""The report figures from hand-built timelines with known timestamps, on SQLite and
+PostgreSQL."""
 
 import csv
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlmodel import Session, select
 
-from ce4big.domain import CooperationType, Outcome, Stage
-from ce4big.models import Exchange, ExchangeEvent, ExchangeStage
+from ce4big.domain import CooperationType, Outcome, Stage, SurveyOutcome, WaveOutcome
+from ce4big.models import (
+    Exchange,
+    ExchangeStage,
+    User,
+    utcnow,
+)
+from ce4big.reports import (
+    Figure,
+    FigureKind,
+    ReportScope,
+    cluster_matrix,
+    figure_exchanges,
+    funnel,
+    outcomes,
+    overdue,
+    weekly_submissions,
+)
 from tests.api.conftest import ClientFactory
-from tests.factories import add_organisation, user_with_token
-
-DAY0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-# The events each exchange reached, as days after DAY0.
-TIMELINES: dict[str, list[tuple[str, int]]] = {
-    # biowin: one completed, one stopped after approval, one rejected
-    "completed": [
-        ("submitted", 0),
-        ("vetting_approve", 1),
-        ("shortlisted", 3),
-        ("introduction_accepted", 6),
-        ("meeting_scheduled", 8),
-        ("meeting_held", 20),
-        ("survey_answered", 30),
-    ],
-    "approved": [("submitted", 2), ("vetting_approve", 4)],
-    "rejected": [("submitted", 5), ("vetting_reject", 6)],
-    # biom: accepted by a partner, not further
-    "elsewhere": [
-        ("submitted", 1),
-        ("vetting_approve", 2),
-        ("shortlisted", 3),
-        ("introduction_accepted", 9),
-    ],
-}
-EVIL = '=HYPERLINK("http://evil.example")'
-HOMES = {"completed": "biowin", "approved": "biowin", "rejected": "biowin", "elsewhere": "biom"}
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def tokens(session: Session) -> dict[str, str]:
-    add_organisation(session, "bw-sme", "biowin", country="BE")
-    add_organisation(session, "bm-sme", "biom", country="DE")
-    sme, sme_token = user_with_token(session, "sme@bw.example", "sme", organisation="bw-sme")
-    assert sme.id is not None
-    for name, events in TIMELINES.items():
-        created = DAY0 + timedelta(days=events[0][1])
-        exchange = Exchange(
-            title=f"Exchange {name}",
-            description="A request built by hand for the report tests.",
-            requester_id=sme.id,
-            organisation_id="bw-sme" if HOMES[name] == "biowin" else "bm-sme",
-            home_cluster=HOMES[name],
-            cooperation_type=CooperationType.SERVICE_AGREEMENT,
-            status=Stage.CLOSED if name in ("completed", "rejected") else Stage.MATCHING,
-            outcome={"completed": Outcome.COMPLETED, "rejected": Outcome.REJECTED}.get(name),
-            created_at=created,
-            closed_at=DAY0 + timedelta(days=31) if name == "completed" else None,
-        )
-        session.add(exchange)
-        session.flush()
-        assert exchange.id is not None
-        for kind, day in events:
-            session.add(
-                ExchangeEvent(
-                    exchange_id=exchange.id,
-                    event_key=f"{exchange.id}:{kind}",
-                    kind=kind,
-                    at=DAY0 + timedelta(days=day, hours=1),
-                )
-            )
-    session.commit()
-    return {
-        "sme": sme_token,
-        "manager": user_with_token(session, "m@ce4big.example", "manager")[1],
-        "broker": user_with_token(session, "b@bw.example", "broker", cluster="biowin")[1],
-    }
+from tests.api.report_data import DAY0, EVIL, bearer
 
 
 def counts(body: dict[str, object]) -> dict[str, int]:
@@ -91,11 +38,11 @@ def counts(body: dict[str, object]) -> dict[str, int]:
 
 class TestFunnel:
     async def test_counts_and_conversions_at_the_end_of_the_period(
-        self, api_client: ClientFactory, tokens: dict[str, str]
+        self, api_client: ClientFactory, report_tokens: dict[str, str]
     ) -> None:
         async with api_client() as client:
             answer = await client.get(
-                "/api/v1/reports/funnel?as_of=2026-06-30", headers=bearer(tokens["manager"])
+                "/api/v1/reports/funnel?as_of=2026-06-30", headers=bearer(report_tokens["manager"])
             )
         assert answer.status_code == 200
         assert counts(answer.json()) == {
@@ -112,12 +59,12 @@ class TestFunnel:
         assert conversions[:3] == [None, 0.75, 0.6667]
 
     async def test_as_of_a_day_between_transitions_counts_what_had_happened(
-        self, api_client: ClientFactory, tokens: dict[str, str]
+        self, api_client: ClientFactory, report_tokens: dict[str, str]
     ) -> None:
         as_of = (DAY0 + timedelta(days=7)).date()
         async with api_client() as client:
             answer = await client.get(
-                f"/api/v1/reports/funnel?as_of={as_of}", headers=bearer(tokens["manager"])
+                f"/api/v1/reports/funnel?as_of={as_of}", headers=bearer(report_tokens["manager"])
             )
         assert counts(answer.json()) == {
             "submitted": 4,
@@ -131,34 +78,34 @@ class TestFunnel:
         }
 
     async def test_period_and_cluster_filters(
-        self, api_client: ClientFactory, tokens: dict[str, str]
+        self, api_client: ClientFactory, report_tokens: dict[str, str]
     ) -> None:
         first_days = f"from={DAY0.date()}&to={(DAY0 + timedelta(days=2)).date()}"
         async with api_client() as client:
             period = await client.get(
                 f"/api/v1/reports/funnel?as_of=2026-06-30&{first_days}",
-                headers=bearer(tokens["manager"]),
+                headers=bearer(report_tokens["manager"]),
             )
             biom = await client.get(
                 "/api/v1/reports/funnel?as_of=2026-06-30&cluster=biom",
-                headers=bearer(tokens["manager"]),
+                headers=bearer(report_tokens["manager"]),
             )
             backwards = await client.get(
                 "/api/v1/reports/funnel?from=2026-05-01&to=2026-04-01",
-                headers=bearer(tokens["manager"]),
+                headers=bearer(report_tokens["manager"]),
             )
         assert counts(period.json())["submitted"] == 3
         assert counts(biom.json())["submitted"] == 1
         assert backwards.status_code == 422
 
     async def test_a_broker_sees_their_cluster_and_an_sme_nothing(
-        self, api_client: ClientFactory, tokens: dict[str, str]
+        self, api_client: ClientFactory, report_tokens: dict[str, str]
     ) -> None:
         async with api_client() as client:
             broker = await client.get(
-                "/api/v1/reports/funnel?as_of=2026-06-30", headers=bearer(tokens["broker"])
+                "/api/v1/reports/funnel?as_of=2026-06-30", headers=bearer(report_tokens["broker"])
             )
-            sme = await client.get("/api/v1/reports/funnel", headers=bearer(tokens["sme"]))
+            sme = await client.get("/api/v1/reports/funnel", headers=bearer(report_tokens["sme"]))
         assert counts(broker.json())["submitted"] == 3
         assert sme.status_code == 403
 
@@ -171,7 +118,7 @@ class TestFunnel:
 
 class TestExchangesCsv:
     async def test_one_row_per_visible_exchange_readable_by_csv_with_formulas_neutralised(
-        self, api_client: ClientFactory, tokens: dict[str, str], session: Session
+        self, api_client: ClientFactory, report_tokens: dict[str, str], session: Session
     ) -> None:
         exchange = session.exec(select(Exchange).where(Exchange.title == "Exchange rejected")).one()
         exchange.title = EVIL
@@ -179,12 +126,14 @@ class TestExchangesCsv:
         session.commit()
         async with api_client() as client:
             manager = await client.get(
-                "/api/v1/reports/exchanges.csv", headers=bearer(tokens["manager"])
+                "/api/v1/reports/exchanges.csv", headers=bearer(report_tokens["manager"])
             )
             broker = await client.get(
-                "/api/v1/reports/exchanges.csv", headers=bearer(tokens["broker"])
+                "/api/v1/reports/exchanges.csv", headers=bearer(report_tokens["broker"])
             )
-            sme = await client.get("/api/v1/reports/exchanges.csv", headers=bearer(tokens["sme"]))
+            sme = await client.get(
+                "/api/v1/reports/exchanges.csv", headers=bearer(report_tokens["sme"])
+            )
         assert manager.status_code == 200
         assert manager.headers["content-type"].startswith("text/csv")
         rows = list(csv.DictReader(io.StringIO(manager.text)))
@@ -218,7 +167,7 @@ SPELLS: dict[str, list[tuple[str, list[str], int, int | None]]] = {
 
 class TestStageTimes:
     @pytest.fixture
-    def spells(self, tokens: dict[str, str], session: Session) -> dict[str, str]:
+    def spells(self, report_tokens: dict[str, str], session: Session) -> dict[str, str]:
         for title, spells in SPELLS.items():
             exchange = session.exec(
                 select(Exchange).where(Exchange.title == f"Exchange {title}")
@@ -235,7 +184,7 @@ class TestStageTimes:
                     )
                 )
         session.commit()
-        return tokens
+        return report_tokens
 
     async def test_medians_percentiles_and_waiting_shares(
         self, api_client: ClientFactory, spells: dict[str, str]
@@ -268,4 +217,116 @@ class TestStageTimes:
         # By the end of that day (hour 63): both vettings and the host review had ended, the
         # matching (hour 72) had not.
         assert {s["stage"] for s in early.json()["stages"]} == {"vetting", "host_review"}
+        assert sme.status_code == 403
+
+
+def reader(session: Session, email: str) -> User:
+    return session.exec(select(User).where(User.email == email)).one()
+
+
+LATE = ReportScope(as_of=date(2026, 12, 31))
+
+
+class TestDashboardFigures:
+    def test_home_cluster_to_partner_cluster(
+        self, session: Session, followed_up: dict[str, str]
+    ) -> None:
+        manager = reader(session, "m@ce4big.example")
+        cells = cluster_matrix(session=session, user=manager, scope=LATE)
+        assert [
+            (c.home, c.partner, c.introductions, c.meetings_held, c.cooperation_possible)
+            for c in cells
+        ] == [("biom", "biowin", 1, 0, 0), ("biowin", "biom", 1, 1, 1)]
+        # As of day 7, only the completed exchange's partner had accepted (day 6).
+        early = ReportScope(as_of=(DAY0 + timedelta(days=7)).date())
+        assert [
+            (c.home, c.introductions)
+            for c in cluster_matrix(session=session, user=manager, scope=early)
+        ] == [("biowin", 1)]
+
+    def test_outcomes_and_the_recommend_score(
+        self, session: Session, followed_up: dict[str, str]
+    ) -> None:
+        manager = reader(session, "m@ce4big.example")
+        figures = outcomes(session=session, user=manager, scope=LATE)
+        assert figures.closed[Outcome.COMPLETED] == 1 and figures.closed[Outcome.REJECTED] == 0
+        assert figures.survey["requester"][SurveyOutcome.COOPERATION_POSSIBLE] == 1
+        assert figures.survey["partner"][SurveyOutcome.INFORMATIVE_NO_COOPERATION] == 1
+        assert figures.answers == 2
+        assert figures.mean_satisfaction == 4.0
+        # One 10 (promoter), one 8 (neither): (1 - 0) / 2.
+        assert figures.recommend_score == 0.5
+        assert figures.wave[WaveOutcome.AGREEMENT_REACHED] == 1
+        assert figures.agreements[CooperationType.LICENSING] == 1
+        # Before the outcome wave was recorded (day 120), no result yet.
+        before = ReportScope(as_of=(DAY0 + timedelta(days=100)).date())
+        assert sum(outcomes(session=session, user=manager, scope=before).wave.values()) == 0
+
+    def test_overdue_now_oldest_first_with_whom_it_waits_on(
+        self, session: Session, followed_up: dict[str, str]
+    ) -> None:
+        manager = reader(session, "m@ce4big.example")
+        broker = reader(session, "b@bw.example")
+        items, total = overdue(session=session, user=manager, scope=LATE, now=utcnow())
+        assert total == 1
+        assert (items[0].title, items[0].stage, items[0].waiting_on) == (
+            "Exchange elsewhere",
+            Stage.SCHEDULING,
+            ["partner:bw-cro"],
+        )
+        # The overdue exchange is BioM's: not in the BioWin broker's reports.
+        assert overdue(session=session, user=broker, scope=LATE, now=utcnow()) == ([], 0)
+
+    def test_submissions_per_week(self, session: Session, followed_up: dict[str, str]) -> None:
+        manager = reader(session, "m@ce4big.example")
+        scope = ReportScope(as_of=date(2026, 6, 30), start=DAY0.date(), end=date(2026, 3, 22))
+        weeks = weekly_submissions(session=session, user=manager, scope=scope)
+        # DAY0 is Monday 2 March: submissions on days 0, 1, 2 and 5, all in its week.
+        assert [(w.week, w.count) for w in weeks] == [
+            (date(2026, 3, 2), 4),
+            (date(2026, 3, 9), 0),
+            (date(2026, 3, 16), 0),
+        ]
+
+    def test_every_figure_counts_the_exchanges_its_list_shows(
+        self, session: Session, followed_up: dict[str, str]
+    ) -> None:
+        manager = reader(session, "m@ce4big.example")
+        steps = funnel(session=session, user=manager, scope=LATE).steps
+        figures = outcomes(session=session, user=manager, scope=LATE)
+        expected = (
+            {Figure(FigureKind.STEP, s.step): s.count for s in steps}
+            | {Figure(FigureKind.OUTCOME, o): n for o, n in figures.closed.items()}
+            | {Figure(FigureKind.WAVE, w): n for w, n in figures.wave.items()}
+            | {
+                Figure(FigureKind.SURVEY, "requester:cooperation_possible"): 1,
+            }
+        )
+        for figure, count in expected.items():
+            ids = session.exec(figure_exchanges(manager, LATE, figure)).all()
+            assert len(set(ids)) == count, figure
+        for text in ("step:nowhere", "survey:requester", "agreement:", "spell:x:y", ""):
+            assert Figure.parse(text) is None
+
+    async def test_the_api_gives_the_same_figures(
+        self, api_client: ClientFactory, followed_up: dict[str, str]
+    ) -> None:
+        manager = bearer(followed_up["manager"])
+        async with api_client() as client:
+            clusters = await client.get(
+                "/api/v1/reports/clusters?as_of=2026-12-31&partner=biom", headers=manager
+            )
+            answers = await client.get("/api/v1/reports/outcomes?as_of=2026-12-31", headers=manager)
+            sme = await client.get("/api/v1/reports/outcomes", headers=bearer(followed_up["sme"]))
+        assert clusters.json() == [
+            {
+                "home": "biowin",
+                "partner": "biom",
+                "introductions": 1,
+                "meetings_held": 1,
+                "cooperation_possible": 1,
+            }
+        ]
+        assert answers.json()["recommend_score"] == 0.5
+        assert answers.json()["agreements"]["licensing"] == 1
         assert sme.status_code == 403

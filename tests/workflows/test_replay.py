@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
 
@@ -31,6 +32,7 @@ from ce4big.lifecycle import (
     SurveyAnswer,
     VettingDecision,
 )
+from ce4big.searchattributes import STAGE
 from tests.workflows.conftest import (
     DAY,
     HOME_BROKER,
@@ -45,6 +47,8 @@ from workflows.exchange import ExchangeWorkflow
 from workflows.outcome import OutcomeWaveWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
+# Copies kept from the versions before the search-attributes patch: they replay its old branch.
+BEFORE_SEARCH_ATTRIBUTES = ("v1-", "v2-")
 
 
 def histories() -> list[Path]:
@@ -53,6 +57,17 @@ def histories() -> list[Path]:
 
 def load(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+def upserts(history: WorkflowHistory) -> int:
+    """Upserts of the exchange's stage (the SDK upserts TemporalChangeVersion with each patch)."""
+    upsert = EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    fields = (
+        event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+        for event in history.events
+        if event.event_type == upsert
+    )
+    return sum(1 for indexed in fields if STAGE.name in indexed)
 
 
 def replayer() -> Replayer:
@@ -70,6 +85,12 @@ class TestReplay:
     def test_every_lifecycle_has_a_recorded_history(self) -> None:
         # Histories kept from earlier versions of the workflow may sit next to these.
         assert {*SCENARIOS, "outcome_wave"} <= {p.stem for p in histories()}
+
+    def test_both_branches_of_the_search_attributes_patch_are_replayed(self) -> None:
+        older = [p for p in histories() if p.name.startswith(BEFORE_SEARCH_ATTRIBUTES)]
+
+        assert older and not any(upserts(load(p)) for p in older)
+        assert all(upserts(load(HISTORIES / f"{name}.json")) for name in SCENARIOS)
 
     async def test_a_workflow_that_takes_another_path_fails_the_replay(self) -> None:
         history = load(HISTORIES / "completed.json")

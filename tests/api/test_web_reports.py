@@ -123,3 +123,16 @@ class TestEvidenceReport:
         assert page.text.count('class="print-page') >= 6
         empty = await browser["manager"].get("/reports/period?from=2025-01-01&to=2025-12-31")
         assert "No exchange submitted in this period had been completed by its end." in empty.text
+
+    async def test_in_the_readers_language(
+        self, browser: dict[str, httpx.AsyncClient], session: Session
+    ) -> None:
+        manager = session.exec(select(User).where(User.email == EMAILS["manager"])).one()
+        manager.language = "fr"
+        session.add(manager)
+        session.commit()
+        page = await browser["manager"].get(f"/reports?{LATE}")
+        assert '<h2 id="funnel-title">Entonnoir</h2>' in page.text
+        assert "Approuvé par le chargé d’affaires" in page.text
+        listed = await browser["manager"].get(f"/exchanges?figure=outcome:completed&{LATE}")
+        assert "Clôturé\u00a0: Mené à bien" in listed.text

@@ -28,7 +28,7 @@ STAGE = SearchAttributeKey.for_keyword("ExchangeStage")
 HOME_CLUSTER = SearchAttributeKey.for_keyword("HomeCluster")
 # The parties the stage waits on, without the organisation or cluster; unset when none.
 WAITING_ON = SearchAttributeKey.for_keyword_list("WaitingOn")
-# When the stage's wait ends (a reminder, an escalation or an expiry); unset when it has none.
+# The stage's deadline, as the state query and the exchange page give it; unset when none.
 STAGE_DEADLINE = SearchAttributeKey.for_datetime("StageDeadline")
 
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
@@ -39,11 +39,15 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
 )
 PARTIES = ("requester", "partner", "home_broker", "host_broker")
 
-# The type names of `temporal server start-dev --search-attribute NAME=TYPE`.
-_CLI_TYPES = {
+# The type names of `temporal server start-dev --search-attribute NAME=TYPE` and of the UI.
+_TYPE_NAMES = {
+    SearchAttributeIndexedValueType.TEXT: "Text",
     SearchAttributeIndexedValueType.KEYWORD: "Keyword",
-    SearchAttributeIndexedValueType.KEYWORD_LIST: "KeywordList",
+    SearchAttributeIndexedValueType.INT: "Int",
+    SearchAttributeIndexedValueType.DOUBLE: "Double",
+    SearchAttributeIndexedValueType.BOOL: "Bool",
     SearchAttributeIndexedValueType.DATETIME: "Datetime",
+    SearchAttributeIndexedValueType.KEYWORD_LIST: "KeywordList",
 }
 
 
@@ -73,15 +77,15 @@ def dev_server_arguments() -> list[str]:
     """The flags that make `temporal server start-dev` register the attributes."""
     arguments: list[str] = []
     for key in SEARCH_ATTRIBUTES:
-        arguments += ["--search-attribute", f"{key.name}={_CLI_TYPES[key.indexed_value_type]}"]
+        arguments += ["--search-attribute", f"{key.name}={type_name(key.indexed_value_type)}"]
     return arguments
 
 
 def type_name(value: int) -> str:
     try:
-        return _CLI_TYPES.get(SearchAttributeIndexedValueType(value), str(value))
-    except ValueError:
-        return str(value)
+        return _TYPE_NAMES[SearchAttributeIndexedValueType(value)]
+    except (KeyError, ValueError):
+        return f"type {value}"
 
 
 async def _registered(client: Client) -> dict[str, int]:

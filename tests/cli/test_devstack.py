@@ -1,5 +1,6 @@
 """`ce4big dev` started the way a newcomer starts it, on free ports in a scratch folder."""
 
+import asyncio
 import os
 import signal
 import socket
@@ -12,8 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlmodel import Session, create_engine, func, select
+from temporalio.client import Client
 
 from ce4big.models import Organisation, User
+from ce4big.searchattributes import SearchAttributeError, check_search_attributes
 from cli.devstack import DevError, check_port_free
 
 CE4BIG = str(Path(sys.executable).parent / "ce4big")
@@ -89,6 +92,24 @@ def stop(process: subprocess.Popen[str]) -> str:
     return output
 
 
+async def search_attribute_problem(target: str) -> str:
+    """What the worker's start-up check says of the server at `target` ("" when it passes)."""
+    deadline = time.monotonic() + START_SECONDS
+    while True:
+        try:
+            client = await Client.connect(target)
+            break
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.3)
+    try:
+        await check_search_attributes(client)
+    except SearchAttributeError as exc:
+        return str(exc)
+    return ""
+
+
 def counts(database_url: str) -> tuple[int, int]:
     engine = create_engine(database_url)
     with Session(engine) as session:
@@ -121,6 +142,31 @@ class TestDevStack:
         assert "demo data:" not in output
         assert counts(dev_env["DATABASE_URL"]) == seeded
         assert processes_mentioning(str(tmp_path)) == []
+
+    def test_a_temporal_database_from_before_the_search_attributes_gets_them(
+        self, dev_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        # start-dev applies --search-attribute to a new database only.
+        (tmp_path / "data").mkdir()
+        target = f"127.0.0.1:{dev_env['TEMPORAL_DEV_PORT']}"
+        bare = subprocess.Popen(
+            [str(Path(sys.executable).parent / "temporal"), "server", "start-dev", "--headless",
+             "--ip", "127.0.0.1", "--port", dev_env["TEMPORAL_DEV_PORT"],
+             "--db-filename", str(tmp_path / "data" / "temporal.db"), "--log-level", "error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            assert "not registered" in asyncio.run(search_attribute_problem(target))
+        finally:
+            bare.terminate()
+            bare.wait(30)
+
+        dev = start_dev(dev_env, tmp_path)
+        wait_healthy(dev, dev_env["CE4BIG_PORT"])
+        problem = asyncio.run(search_attribute_problem(target))
+        output = stop(dev)
+        assert dev.returncode == 0, output
+        assert problem == ""
 
     def test_port_in_use_names_the_port_and_the_setting(
         self, dev_env: dict[str, str], tmp_path: Path

@@ -4,9 +4,10 @@ of its figures, and the printable evidence report for a period. Every count link
 of the exchanges behind it (`/exchanges?figure=...`). Brokers see their own cluster's."""
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,7 +30,7 @@ from ce4big.domain import (
     WaveOutcome,
     cluster_name,
 )
-from ce4big.i18n import N_, label, translate
+from ce4big.i18n import N_, format_day, label, translate
 from ce4big.models import User, utcnow
 from ce4big.reports import (
     SIDES,
@@ -223,6 +224,30 @@ def figure_words(language: str, figure: Figure) -> str:
     return translate(language, FIGURE_WORDS[figure.kind], what=what)
 
 
+def scope_words(language: str, user: User, scope: ReportScope) -> str:
+    """ "Submitted from 1 March 2026 to 31 May 2026 · BioWin → BioM · as of the end of …"."""
+    day = partial(format_day, language=language)
+    if scope.start and scope.end:
+        period = translate(
+            language,
+            N_("Submitted from %(start)s to %(end)s"),
+            start=day(scope.start),
+            end=day(scope.end),
+        )
+    elif scope.start:
+        period = translate(language, N_("Submitted from %(start)s"), start=day(scope.start))
+    elif scope.end:
+        period = translate(language, N_("Submitted until %(end)s"), end=day(scope.end))
+    else:
+        period = translate(language, N_("All submissions"))
+    home = user.cluster_id if user.role == Role.BROKER else scope.home
+    clusters = cluster_name(home) if home else translate(language, N_("all clusters"))
+    if scope.partner:
+        clusters += f" → {cluster_name(scope.partner)}"
+    as_of = translate(language, N_("as of the end of %(day)s (UTC)"), day=day(scope.as_of))
+    return " · ".join((period, clusters, as_of))
+
+
 def _charts(language: str, query: ScopeQuery, figures: Figures) -> dict[str, Any]:
     """The dashboard's charts and the links of their figures."""
     steps = figures.funnel.steps
@@ -289,7 +314,7 @@ def _report_context(
         "scope": query.scope,
         "figures": figures,
         "for_broker": user.role == Role.BROKER,
-        "own_cluster": cluster_name(user.cluster_id or ""),
+        "scope_words": scope_words(language, user, query.scope),
         "clusters": CLUSTERS,
         "cluster_name": cluster_name,
         "matrix": matrix,
@@ -358,21 +383,11 @@ async def period_report(
     params.setdefault("from", start.isoformat())
     params.setdefault("to", end.isoformat())
     query = read_scope(params, user, today=now.date())
-    # The figures stand at the end of the period (or today, for a period still running).
+    # The figures stand at the end of the period (for a period still running, that is now).
     scope = query.scope
     if scope.end is not None:
-        scope = ReportScope(
-            as_of=min(scope.end, now.date()),
-            start=scope.start,
-            end=scope.end,
-            home=scope.home,
-            partner=scope.partner,
-        )
-    query = ScopeQuery(
-        scope=scope,
-        typed={**query.typed, "as_of": scope.as_of.isoformat()},
-        problems=query.problems,
-    )
+        scope = replace(scope, as_of=scope.end)
+    query = replace(query, scope=scope, typed={**query.typed, "as_of": scope.as_of.isoformat()})
 
     def load(session: Session) -> tuple[Figures, list[CompletedExchange]]:
         return (

@@ -23,6 +23,8 @@ from temporalio.common import (
     SearchAttributeUpdate,
 )
 
+from ce4big.domain import Party
+
 # The stage as the state query names it; `closed` once the exchange has an outcome.
 STAGE = SearchAttributeKey.for_keyword("ExchangeStage")
 HOME_CLUSTER = SearchAttributeKey.for_keyword("HomeCluster")
@@ -37,7 +39,7 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     WAITING_ON,
     STAGE_DEADLINE,
 )
-PARTIES = ("requester", "partner", "home_broker", "host_broker")
+PARTIES = tuple(party.value for party in Party)
 
 # The type names of `temporal server start-dev --search-attribute NAME=TYPE` and of the UI.
 _TYPE_NAMES = {

@@ -133,6 +133,6 @@ class TestEvidenceReport:
         session.commit()
         page = await browser["manager"].get(f"/reports?{LATE}")
         assert '<h2 id="funnel-title">Entonnoir</h2>' in page.text
-        assert "Approuvé par le chargé d’affaires" in page.text
+        assert "Approuvé par le chargé d\u2019affaires" in page.text
         listed = await browser["manager"].get(f"/exchanges?figure=outcome:completed&{LATE}")
         assert "Clôturé\u00a0: Mené à bien" in listed.text

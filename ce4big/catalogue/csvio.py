@@ -61,8 +61,10 @@ KINDS = frozenset(k.value for k in OrganisationKind)
 CERTIFICATIONS_BY_KEY = {c.casefold(): c for c in CERTIFICATIONS}
 LANGUAGE_CODE = re.compile(r"[a-z]{2}")
 # A spreadsheet runs a cell that starts with = + - @ (or a tab or CR) as a formula: the export
-# writes such a cell behind an apostrophe, which the import takes off again (lossless both ways).
+# writes such a cell behind an apostrophe, which the import takes off again (lossless both ways);
+# the import refuses such a cell written bare, which a spreadsheet would already have run.
 _FORMULA_LIKE = re.compile(r"'*[=+\-@\t\r]")
+_FORMULA = re.compile(r"[=+\-@]")
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,14 @@ def _validate(raw: dict[str, str], line: int, errors: list[RowError]) -> Catalog
     def fail(field_name: str, reason: str) -> None:
         errors.append(RowError(line, field_name, reason))
 
+    for name in HEADER:
+        cell = (raw.get(name) or "").strip()
+        if _FORMULA.match(cell):
+            fail(
+                name,
+                f"starts with {cell[0]!r}, which a spreadsheet runs as a formula: "
+                f"write it as '{cell[:20]} to keep it as text",
+            )
     values = {k: _restore_formula((raw.get(k) or "").strip()) for k in HEADER}
     for name in ("id", "name", "cluster", "kind", "country"):
         if not values[name]:

@@ -194,3 +194,11 @@ class TestWriteCatalogueCsv:
         again = parse_catalogue_csv(written.encode())[0]
         assert again.name == evil["name"] and again.city == "'=kept as typed"
         assert again.services == evil["services"] and again.contact_name == "@SUM(1+1)"
+
+    def test_a_bare_formula_cell_is_refused_naming_the_line_and_field(self) -> None:
+        evil = [dict(CATALOGUE[0]), {**CATALOGUE[1], "name": '=HYPERLINK("http://x.example")'}]
+
+        errors = errors_of(csv_text(evil).encode())
+
+        assert [(e.line, e.field) for e in errors] == [(3, "name")]
+        assert "formula" in errors[0].reason and "'=HYPERLINK" in errors[0].reason

@@ -1,6 +1,9 @@
 """The one activity that sends e-mail: render, log, deliver, at most once per idempotency key."""
 
 import asyncio
+import hashlib
+import hmac
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -71,10 +74,19 @@ class _Prepared:
     subject: str
 
 
-def _failure(exc: EmailError) -> ApplicationError:
-    return ApplicationError(
-        str(exc), type=type(exc).__name__, non_retryable=not isinstance(exc, TemporaryEmailError)
-    )
+_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def loggable(text: str, *, secret: str) -> str:
+    """`text` for a log line: each e-mail address becomes a short keyed hash of itself (the same
+    for the same address, so lines about one recipient can be followed), never the address."""
+
+    def pseudonym(match: re.Match[str]) -> str:
+        address = match.group().lower().encode()
+        digest = hmac.new(secret.encode(), address, hashlib.sha256).hexdigest()
+        return f"<address {digest[:10]}>"
+
+    return _ADDRESS.sub(pseudonym, text)
 
 
 class EmailActivities:
@@ -90,6 +102,19 @@ class EmailActivities:
         self._transport = transport or SmtpTransport(settings)
         self._renderer = renderer or default_renderer()
         self._sender = parse_mailbox(settings.mail_from)
+        self._secret = settings.secret_key.get_secret_value()
+
+    def _loggable(self, text: str) -> str:
+        return loggable(text, secret=self._secret)
+
+    def _failure(self, exc: EmailError) -> ApplicationError:
+        # The worker logs a failed attempt with its message: no address in it. The e-mail log
+        # keeps the whole error.
+        return ApplicationError(
+            self._loggable(str(exc)),
+            type=type(exc).__name__,
+            non_retryable=not isinstance(exc, TemporaryEmailError),
+        )
 
     @activity.defn(name="send_email")
     async def send_email(self, data: SendEmailInput) -> SendEmailOutput:
@@ -112,12 +137,13 @@ class EmailActivities:
                 message_id=message_id,
             )
         except EmailError as exc:
-            raise _failure(exc) from exc
+            raise self._failure(exc) from None
+        key = self._loggable(data.idempotency_key)
         if claim.status == EmailStatus.SENT:
-            activity.logger.info("e-mail %s already sent: not sending again", data.idempotency_key)
+            activity.logger.info("e-mail %s already sent: not sending again", key)
             return SendEmailOutput(sent=False, message_id=claim.message_id)
         if claim.status == EmailStatus.FAILED:
-            raise _failure(PermanentEmailError(f"refused earlier: {claim.error}"))
+            raise self._failure(PermanentEmailError(f"refused earlier: {claim.error}"))
 
         subject = ""
         try:
@@ -129,7 +155,7 @@ class EmailActivities:
         except EmailError as exc:
             permanent = not isinstance(exc, TemporaryEmailError)
             activity.logger.warning(
-                "e-mail %s not sent (%s): %s", data.idempotency_key, type(exc).__name__, exc
+                "e-mail %s not sent (%s): %s", key, type(exc).__name__, self._loggable(str(exc))
             )
             await asyncio.to_thread(
                 record_failure,
@@ -139,7 +165,8 @@ class EmailActivities:
                 error=f"{type(exc).__name__}: {exc}",
                 permanent=permanent,
             )
-            raise _failure(exc) from exc
+            # Not chained: the worker would log the cause's text, addresses and all.
+            raise self._failure(exc) from None
         # A crash between delivery and this record sends the e-mail again on retry; the
         # unchanged Message-ID lets the receiving side recognise the copy.
         await asyncio.to_thread(
@@ -149,7 +176,7 @@ class EmailActivities:
             subject=subject,
             at=datetime.now(UTC),
         )
-        activity.logger.info("e-mail %s sent as %s", data.idempotency_key, message_id)
+        activity.logger.info("e-mail %s sent as %s", key, message_id)
         return SendEmailOutput(sent=True, message_id=message_id)
 
     def _prepare(self, *, data: SendEmailInput, language: str, message_id: str) -> _Prepared:

@@ -51,11 +51,13 @@ from ce4big.models import (
     User,
     utcnow,
 )
-from ce4big.security import new_token
+from ce4big.security import derived_token
 from ce4big.settings import Settings
 from emails.contexts import KINDS, choose_timezone
 
 MAX_CANDIDATES = 20
+# What an action link's token is derived for (with SECRET_KEY and the e-mail's key).
+LINK_PURPOSE = "action-link"
 SUMMARY_CHARS = 600
 
 # How the workflows call each activity, declared beside it.
@@ -69,8 +71,12 @@ UPDATE_CANDIDATE_OPTIONS = RECORD_EVENT_OPTIONS
 REVOKE_TOKENS_OPTIONS = RECORD_EVENT_OPTIONS
 RECORD_SURVEY_OPTIONS = RECORD_EVENT_OPTIONS
 # Mail keeps retrying through an SMTP outage for a day; a permanent refusal stops at once.
+# notify heartbeats before each e-mail: a worker that dies is noticed within the heartbeat
+# timeout (longer than one e-mail takes), and many slow recipients only lengthen the run, which
+# the start-to-close timeout bounds. Neither is compared on replay: running exchanges take them.
 NOTIFY_OPTIONS = ActivityConfig(
-    start_to_close_timeout=timedelta(minutes=2),
+    start_to_close_timeout=timedelta(minutes=30),
+    heartbeat_timeout=timedelta(minutes=2),
     schedule_to_close_timeout=timedelta(days=1),
     retry_policy=RetryPolicy(
         initial_interval=timedelta(seconds=2),
@@ -259,9 +265,13 @@ class ExchangeActivities:
         action: str,
         subject: str | None,
     ) -> str:
-        """A fresh random token for this e-mail. A retry before the e-mail went out replaces the
-        hash of the earlier attempt, whose plain value was never delivered."""
-        token = new_token()
+        """The token of this e-mail, derived from its idempotency key: an attempt that delivered
+        the e-mail but failed before recording it is retried with the same link (and the same
+        Message-ID), so whichever copy the recipient keeps works. It expires counting from the
+        first attempt."""
+        token = derived_token(
+            secret=self._settings.secret_key.get_secret_value(), purpose=LINK_PURPOSE, key=key
+        )
         lifetime = max(
             3600.0, self._settings.scaled_seconds(self._settings.action_token_days * 86400)
         )
@@ -272,10 +282,10 @@ class ExchangeActivities:
             recipient=recipient.email,
             action=action,
             token_hash=token.hash,
-            expires_at=utcnow(),
+            expires_at=utcnow() + timedelta(seconds=lifetime),
         )
+        # Rows issued with a random token before keys derived them take the derived one.
         row.token_hash = token.hash
-        row.expires_at = utcnow() + timedelta(seconds=lifetime)
         row.payload = {
             "side": recipient.side,
             "role": recipient.role,
@@ -298,7 +308,9 @@ class ExchangeActivities:
         plans = await asyncio.to_thread(self._plan_notification, data)
         sent = 0
         failed = []
-        for send in plans:
+        for done, send in enumerate(plans):
+            # Alive, and how far: e-mails before this one are sent (a retry skips them anyway).
+            activity.heartbeat(done, len(plans))
             try:
                 result = await self._email.send_email(send)
             except ApplicationError as err:

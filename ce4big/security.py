@@ -1,6 +1,8 @@
-"""Random tokens that are stored only as hashes."""
+"""Tokens that are stored only as hashes: random, or derived from a key with SECRET_KEY."""
 
+import base64
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +29,14 @@ def hash_token(plain: str) -> str:
 
 def new_token(prefix: str = "") -> NewToken:
     plain = prefix + secrets.token_urlsafe(32)
+    return NewToken(plain=plain, hash=hash_token(plain))
+
+
+def derived_token(*, secret: str, purpose: str, key: str) -> NewToken:
+    """The same token for the same key, unguessable without the secret (256 bits of HMAC), so
+    that every copy of one logical e-mail, retries included, carries the same working link."""
+    digest = hmac.new(secret.encode(), f"{purpose}:{key}".encode(), hashlib.sha256).digest()
+    plain = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
     return NewToken(plain=plain, hash=hash_token(plain))
 
 

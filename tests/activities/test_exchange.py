@@ -1,7 +1,10 @@
 import base64
 import json
+import logging
 import re
-from collections.abc import AsyncIterator
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -12,12 +15,16 @@ import pytest
 from icalendar import Calendar
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
+from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.converter import value_to_type
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.worker import Worker
+from temporalio.workflow import ActivityConfig
 
 from activities.email import EmailActivities
-from activities.exchange import ExchangeActivities, email_data
+from activities.exchange import NOTIFY_OPTIONS, ExchangeActivities, email_data
 from activities.types import (
     CandidateEmail,
     ChangesRequestedEmail,
@@ -34,6 +41,8 @@ from activities.types import (
 )
 from ce4big.domain import Outcome
 from ce4big.lifecycle import Meeting
+from ce4big.links import open_link
+from ce4big.mailerrors import TemporaryEmailError
 from ce4big.models import (
     ActionToken,
     EmailLog,
@@ -44,6 +53,7 @@ from ce4big.models import (
 )
 from ce4big.security import hash_token
 from ce4big.settings import Settings
+from emails.sender import SmtpTransport
 from tests.conftest import make_settings
 from tests.emails.mailserver import Received, RecordingHandler, smtp_server
 from tests.exchange_world import (
@@ -586,6 +596,213 @@ class TestNotify:
 
         text = text_of(mail.one_to(REQUESTER_EMAIL))
         assert "Munich Genetic Toxicology" in text and "fully booked" in text
+
+
+class ReplyLostOnce:
+    """Delivers through the real SMTP server, then loses the server's answer once: the e-mail
+    went out, but its attempt fails before it is recorded as sent."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._smtp = SmtpTransport(settings)
+        self.lost = False
+
+    async def send(self, *, message: EmailMessage, sender: str, recipients: Sequence[str]) -> None:
+        await self._smtp.send(message=message, sender=sender, recipients=recipients)
+        if not self.lost:
+            self.lost = True
+            raise TemporaryEmailError("connection reset before the server's answer")
+
+
+def introduction_request(world: ExchangeWorld) -> NotifyInput:
+    return NotifyInput(
+        exchange_id=world.exchange_id,
+        kind="introduction_request",
+        audiences=[f"partner:{PARTNER_ID}"],
+        step_key=STEP,
+        action="introduction",
+        email=CandidateEmail(organisation_id=PARTNER_ID, kind="introduction_request"),
+    )
+
+
+class TestNotifyRetried:
+    async def test_every_copy_of_a_retried_email_carries_the_same_working_link(
+        self, db: Engine, world: ExchangeWorld, mail: Mail
+    ) -> None:
+        transport = ReplyLostOnce(mail.settings)
+        email = EmailActivities(settings=mail.settings, engine=db, transport=transport)
+        activities = ExchangeActivities(db, mail.settings, email)
+        data = introduction_request(world)
+
+        with pytest.raises(ApplicationError) as first:
+            await ActivityEnvironment().run(activities.notify, data)
+        retried = await ActivityEnvironment().run(activities.notify, data)
+
+        assert not first.value.non_retryable
+        assert retried == NotifyOutput(sent=1)
+        copies = [r.parsed() for r in mail.to(PARTNER_EMAIL)]
+        assert len(copies) == 2
+        # A receiving server may keep either copy (same Message-ID): both links must work.
+        assert copies[0]["Message-ID"] == copies[1]["Message-ID"]
+        links = [action_token(copy) for copy in copies]
+        assert links[0] == links[1]
+        (row,) = tokens(db, world)
+        assert row.token_hash == hash_token(links[0]) and links[0] not in repr(row)
+        with Session(db) as session:
+            for link in links:
+                opened = open_link(session=session, plain=link, now=utcnow())
+                assert (opened.token.id, opened.actor.organisation_id) == (row.id, PARTNER_ID)
+
+    async def test_links_differ_by_email_and_by_secret_key(
+        self, db: Engine, world: ExchangeWorld, mail: Mail
+    ) -> None:
+        await notify(mail, world, kind="vetting_needed", audiences=["home_brokers"], action="vet")
+        other_key = make_settings(
+            db.url.render_as_string(hide_password=False),
+            smtp_host="127.0.0.1",
+            smtp_port=mail.settings.smtp_port,
+            base_url=BASE_URL,
+        )
+        # The same e-mails again, from a deployment with another SECRET_KEY.
+        with Session(db) as session:
+            session.execute(EmailLog.__table__.delete())  # type: ignore[attr-defined]
+            session.execute(ActionToken.__table__.delete())  # type: ignore[attr-defined]
+            session.commit()
+        again = ExchangeActivities(db, other_key, EmailActivities(settings=other_key, engine=db))
+        await ActivityEnvironment().run(
+            again.notify,
+            NotifyInput(
+                exchange_id=world.exchange_id,
+                kind="vetting_needed",
+                audiences=["home_brokers"],
+                step_key=STEP,
+                action="vet",
+            ),
+        )
+
+        links = [action_token(r.parsed()) for r in mail.handler.received]
+        assert len(links) == 4 and len(set(links)) == 4
+
+
+def slow_notify(world: ExchangeWorld) -> NotifyInput:
+    return NotifyInput(
+        exchange_id=world.exchange_id,
+        kind="exchange_closed",
+        audiences=EVERYONE,
+        step_key=f"exchange-{world.exchange_id}:9:exchange_closed:{uuid.uuid4().hex[:8]}",
+        email=ExchangeClosedEmail(outcome=Outcome.CANCELLED, reason="programme ended"),
+    )
+
+
+# A heartbeat timeout scaled down from NOTIFY_OPTIONS' so that the test is quick, and an SMTP
+# server slow enough that the whole notification lasts well beyond it.
+TEST_HEARTBEAT = timedelta(seconds=5)
+TEST_DATA_DELAY_SECONDS = 1.2
+
+
+@workflow.defn(sandboxed=False)
+class NotifyWorkflow:
+    """Calls notify as the exchange workflow does, with a heartbeat timeout a test can wait out."""
+
+    @workflow.run
+    async def run(self, data: NotifyInput) -> NotifyOutput:
+        options: ActivityConfig = {**NOTIFY_OPTIONS, "heartbeat_timeout": TEST_HEARTBEAT}
+        result: NotifyOutput = await workflow.execute_activity(
+            "notify", data, result_type=NotifyOutput, **options
+        )
+        return result
+
+
+class TestNotifyHeartbeats:
+    def test_options_bound_one_email_by_the_heartbeat_and_many_by_the_whole_run(self) -> None:
+        heartbeat = NOTIFY_OPTIONS.get("heartbeat_timeout")
+        whole = NOTIFY_OPTIONS.get("start_to_close_timeout")
+        assert heartbeat is not None and whole is not None
+        assert heartbeat >= timedelta(minutes=1) and whole >= 10 * heartbeat
+
+    async def test_heartbeats_before_each_email_with_how_many_are_done(
+        self, world: ExchangeWorld, mail: Mail
+    ) -> None:
+        mail.handler.data_delay_seconds = 0.2
+        environment = ActivityEnvironment()
+        beats: list[tuple[Any, ...]] = []
+        environment.on_heartbeat = lambda *details: beats.append(details)
+
+        result = await environment.run(mail.activities.notify, slow_notify(world))
+
+        total = len(EVERYONE_ADDRESSES)
+        assert result == NotifyOutput(sent=total)
+        assert beats == [(done, total) for done in range(total)]
+
+    @pytest.mark.slow
+    @pytest.mark.devserver
+    async def test_slow_recipients_outlast_the_heartbeat_timeout_in_one_attempt(
+        self, world: ExchangeWorld, mail: Mail, dev_server_env: WorkflowEnvironment
+    ) -> None:
+        mail.handler.data_delay_seconds = TEST_DATA_DELAY_SECONDS
+        total = len(EVERYONE_ADDRESSES)
+        assert total * TEST_DATA_DELAY_SECONDS > TEST_HEARTBEAT.total_seconds()
+        queue = f"notify-{uuid.uuid4()}"
+        async with Worker(
+            dev_server_env.client,
+            task_queue=queue,
+            workflows=[NotifyWorkflow],
+            activities=[mail.activities.notify],
+        ):
+            handle = await dev_server_env.client.start_workflow(
+                NotifyWorkflow.run, slow_notify(world), id=queue, task_queue=queue
+            )
+            result = await handle.result()
+            history = await handle.fetch_history()
+
+        assert result == NotifyOutput(sent=total)
+        assert sorted(r.recipients[0] for r in mail.handler.received) == sorted(EVERYONE_ADDRESSES)
+        attempts = [
+            e.activity_task_started_event_attributes.attempt
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        ]
+        assert attempts == [1]
+        assert not [
+            e
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT
+        ]
+
+
+class TestNotifyLogs:
+    async def test_log_records_name_no_address_and_no_token(
+        self,
+        caplog: pytest.LogCaptureFixture,
+        db: Engine,
+        world: ExchangeWorld,
+        mail: Mail,
+    ) -> None:
+        # The worker logs at INFO (worker.py); the test's own SMTP server (aiosmtpd's mail.log)
+        # is not the worker's.
+        caplog.set_level(logging.INFO)
+        deferred = HOME_BROKERS[1]
+        mail.handler.refuse[deferred] = f"450 4.2.1 <{deferred}>: mailbox busy"
+
+        with pytest.raises(ApplicationError) as failure:
+            await notify(
+                mail, world, kind="vetting_needed", audiences=["home_brokers"], action="vet"
+            )
+        del mail.handler.refuse[deferred]
+        await notify(mail, world, kind="vetting_needed", audiences=["home_brokers"], action="vet")
+
+        links = {action_token(r.parsed()) for r in mail.handler.received}
+        assert len(links) == 2
+        records = [r for r in caplog.records if not r.name.startswith("mail.")]
+        assert len(records) >= 3, [r.getMessage() for r in records]
+        # What a handler would write: the message, and any traceback with its causes.
+        logged = "\n".join(
+            [logging.Formatter().format(r) for r in records]
+            + traceback.format_exception(failure.value)
+        )
+        assert "mailbox busy" in logged and "<address " in logged
+        for secret in (*HOME_BROKERS, *links):
+            assert secret not in logged
+        assert "@" not in str(failure.value)
 
 
 class TestRecordSurvey:

@@ -32,6 +32,8 @@ class RecordingHandler:
     refuse: dict[str, str] = field(default_factory=dict)
     # how many DATA commands to answer with a temporary failure before accepting
     defer_data: int = 0
+    # a slow server: how long each DATA command waits before its answer
+    data_delay_seconds: float = 0.0
     received: list[Received] = field(default_factory=list)
     rcpt_attempts: list[str] = field(default_factory=list)
 
@@ -45,6 +47,8 @@ class RecordingHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        if self.data_delay_seconds:
+            await asyncio.sleep(self.data_delay_seconds)
         if self.defer_data > 0:
             self.defer_data -= 1
             return "451 4.3.0 Try again later"

@@ -19,6 +19,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
 
+from activities.exchange import NOTIFY_OPTIONS
 from ce4big.domain import HostVerdict, SurveyOutcome, VettingVerdict, WaveOutcome
 from ce4big.lifecycle import (
     Amendment,
@@ -70,6 +71,21 @@ def upserts(history: WorkflowHistory) -> int:
     return sum(1 for indexed in fields if STAGE.name in indexed)
 
 
+def notify_timeouts(history: WorkflowHistory) -> set[tuple[timedelta, timedelta]]:
+    """(start-to-close, heartbeat) timeouts of each notify the history scheduled."""
+    scheduled = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    return {
+        (
+            attributes.start_to_close_timeout.ToTimedelta(),
+            attributes.heartbeat_timeout.ToTimedelta(),
+        )
+        for event in history.events
+        if event.event_type == scheduled
+        and (attributes := event.activity_task_scheduled_event_attributes).activity_type.name
+        == "notify"
+    }
+
+
 def replayer() -> Replayer:
     return Replayer(workflows=[ExchangeWorkflow, OutcomeWaveWorkflow])
 
@@ -91,6 +107,19 @@ class TestReplay:
 
         assert older and not any(upserts(load(p)) for p in older)
         assert all(upserts(load(HISTORIES / f"{name}.json")) for name in SCENARIOS)
+
+    def test_histories_scheduled_notify_with_other_timeouts_than_today(self) -> None:
+        # Timeouts are not compared on replay: exchanges that scheduled notify before it
+        # heartbeated (2 minutes to complete, no heartbeat timeout) replay on today's options,
+        # as the test above shows for these histories.
+        today = (
+            NOTIFY_OPTIONS.get("start_to_close_timeout"),
+            NOTIFY_OPTIONS.get("heartbeat_timeout"),
+        )
+
+        older = [p.stem for p in histories() if notify_timeouts(load(p)) - {today}]
+
+        assert older
 
     async def test_a_workflow_that_takes_another_path_fails_the_replay(self) -> None:
         history = load(HISTORIES / "completed.json")

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     temporal_task_queue: str = "ce4big-exchange"
     temporal_dev_port: int = Field(7233, ge=1, le=65535)
     temporal_ui_port: int = Field(8233, ge=1, le=65535)
+    # How long Temporal keeps a closed workflow's history (and the addresses and notes in its
+    # inputs): the dev stack and `ce4big temporal setup` set it on the namespace.
+    temporal_retention_days: int = Field(30, ge=1, le=3650)
 
     smtp_host: str | None = None
     smtp_port: int = Field(1025, ge=1, le=65535)

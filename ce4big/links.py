@@ -1,8 +1,9 @@
 """Action links: what a token from an e-mail allows, and acting on it.
 
-A token is random, stored hashed, bound to one exchange, one recipient and one action, expires,
-and is used once: it is marked used only after the workflow accepted the decision, so a refused
-or failed attempt loses nothing.
+A token is unguessable, stored hashed, bound to one exchange, one recipient and one action,
+expires, and is used once: it is marked used only after the workflow accepted the decision, so a
+refused or failed attempt loses nothing. Whoever opens it must still be what it was sent to: an
+active account with the same role, cluster and organisation, or the organisation's contact.
 """
 
 from dataclasses import dataclass
@@ -49,6 +50,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 }
 
 
+class RecipientChanged(Forbidden):
+    code = "recipient_changed"
+
+
 @dataclass(frozen=True)
 class Link:
     token: ActionToken
@@ -85,12 +90,9 @@ def open_link(*, session: Session, plain: str, now: datetime) -> Link:
     exchange = session.get(Exchange, token.exchange_id)
     if exchange is None:
         raise NotFound("the exchange of this link no longer exists")
+    check_recipient(session=session, token=token)
     payload = token.payload
     user_id = payload.get("user_id")
-    if user_id is not None:
-        user = session.get(User, user_id)
-        if user is None or not user.is_active:
-            raise Forbidden("the account this link was sent to is no longer active")
     actor = Actor(
         email=token.recipient,
         role=str(payload.get("role") or "partner"),
@@ -100,6 +102,33 @@ def open_link(*, session: Session, plain: str, now: datetime) -> Link:
         side=payload.get("side"),
     )
     return Link(token=token, exchange=exchange, actor=actor)
+
+
+def check_recipient(*, session: Session, token: ActionToken) -> None:
+    """The authority a link was sent for is read again when it is used: a deactivated account,
+    a broker moved to another cluster, a user whose role or organisation changed, or a partner
+    organisation that has named another contact can no longer act through it."""
+    payload = token.payload
+    user_id = payload.get("user_id")
+    if user_id is not None:
+        user = session.get(User, user_id)
+        if user is None or not user.is_active:
+            raise RecipientChanged("the account this link was sent to is no longer active")
+        sent_for = (payload.get("role"), payload.get("cluster"), payload.get("organisation_id"))
+        if (user.role, user.cluster_id, user.organisation_id) != sent_for:
+            raise RecipientChanged(
+                "the account this link was sent to no longer has the role, cluster or "
+                "organisation it was sent for"
+            )
+        return
+    organisation_id = payload.get("organisation_id")
+    if organisation_id is not None:
+        organisation = session.get(Organisation, organisation_id)
+        contact = organisation.contact_email if organisation else ""
+        if contact.strip().lower() != token.recipient.strip().lower():
+            raise RecipientChanged(
+                "this link was sent to a contact that the organisation no longer has"
+            )
 
 
 async def open_link_async(*, engine: Engine, plain: str) -> Link:

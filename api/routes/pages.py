@@ -3,12 +3,11 @@
 Rendered on the server in the recipient's language and usable without JavaScript. A GET only
 shows what the link is for, because mail scanners prefetch links; each decision is a form that
 posts back with a CSRF field and reaches the workflow through `act_on_link`, as the JSON API does.
+The pages set no cookie: the link's token is the recipient's credential.
 """
 
 import hashlib
 import hmac
-import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -42,7 +41,6 @@ from ce4big.security import hash_token
 from ce4big.settings import Settings
 
 PAGE_PREFIX = "/t/"
-CSRF_COOKIE = "ce4big_link_csrf"
 CSRF_FIELD = "csrf"
 TOKEN_MIN, TOKEN_MAX = 16, 100
 
@@ -129,6 +127,14 @@ ERROR_TEXTS: dict[str, tuple[str, str]] = {
             "your cluster will help."
         ),
     ),
+    "recipient_changed": (
+        N_("This link is no longer yours to use"),
+        N_(
+            "It was sent for a role that has changed since: the account was deactivated or moved "
+            "to another cluster or organisation, or the organisation named another contact. "
+            "Nothing was recorded. Reply to the e-mail: your cluster will help."
+        ),
+    ),
     "not_found": (
         N_("This link is unknown"),
         N_("Check that you opened the whole address from the e-mail."),
@@ -178,9 +184,10 @@ FIELD_LABELS: dict[str, str] = {
     "location": N_("Place or video link (optional)"),
     "mode": N_("Format"),
 }
-_COOKIE_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 # Link problems whose page says all there is to say; others also show the technical detail.
-_PLAIN_CODES = frozenset({"link_used", "link_revoked", "link_expired", "not_found", "csrf_failed"})
+_PLAIN_CODES = frozenset(
+    {"link_used", "link_revoked", "link_expired", "recipient_changed", "not_found", "csrf_failed"}
+)
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -301,18 +308,22 @@ async def get_page_link(request: Request, token: str, engine: EngineDep) -> Link
 PageLink = Annotated[Link, Depends(get_page_link)]
 
 
-def csrf_value(*, settings: Settings, token_hash: str, cookie: str) -> str:
-    """The hidden field: bound to this link and to this browser's cookie, so that another site
-    can neither forge it nor reuse one it saw."""
+def csrf_value(*, settings: Settings, token_hash: str) -> str:
+    """The hidden field: bound to this link, and unguessable without the secret key.
+
+    It depends on no per-browser cookie. A link opened from webmail is a cross-site navigation,
+    on which a browser withholds a SameSite=Strict cookie: each link opened that way minted a
+    new one, and the forms of the links already open failed. Nothing is lost by it: the token in
+    the path is the credential, so a site that does not know it cannot aim a form at this page,
+    and one that knows it has no need of the recipient's browser."""
     key = settings.secret_key.get_secret_value().encode()
-    return hmac.new(key, f"{token_hash}:{cookie}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, f"link-form:{token_hash}".encode(), hashlib.sha256).hexdigest()
 
 
-def _check_csrf(*, request: Request, form: FormData, link: Link, settings: Settings) -> None:
-    cookie = request.cookies.get(CSRF_COOKIE, "")
+def _check_csrf(*, form: FormData, link: Link, settings: Settings) -> None:
     sent = form.get(CSRF_FIELD)
-    expected = csrf_value(settings=settings, token_hash=link.token.token_hash, cookie=cookie)
-    if not cookie or not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
+    expected = csrf_value(settings=settings, token_hash=link.token.token_hash)
+    if not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
         raise CsrfFailed("the form's security check failed: open the link again and resend it")
 
 
@@ -432,11 +443,6 @@ def link_view(
     )
 
 
-def _csrf_cookie(request: Request) -> str:
-    value = request.cookies.get(CSRF_COOKIE, "")
-    return value if _COOKIE_SHAPE.fullmatch(value) else secrets.token_urlsafe(32)
-
-
 @dataclass(frozen=True)
 class FormProblem:
     field: str | None
@@ -463,7 +469,6 @@ async def _link_page(
     engine: Engine,
     client: Client,
     settings: Settings,
-    cookie: str,
     status_code: int = 200,
     problem: FormProblem | None = None,
     form: FormData | None = None,
@@ -475,7 +480,7 @@ async def _link_page(
         link=link,
         described=described,
         language=language,
-        csrf=csrf_value(settings=settings, token_hash=link.token.token_hash, cookie=cookie),
+        csrf=csrf_value(settings=settings, token_hash=link.token.token_hash),
     )
     posted = form_text(form, "action") if form is not None else None
     values = _form_values(form)
@@ -519,25 +524,9 @@ async def show_action_page(
     settings: SettingsDep,
 ) -> HTMLResponse:
     # Shows, never acts: mail scanners and link previews fetch this URL on their own.
-    cookie = _csrf_cookie(request)
-    response = await _link_page(
-        request,
-        token=token,
-        link=link,
-        engine=engine,
-        client=client,
-        settings=settings,
-        cookie=cookie,
+    return await _link_page(
+        request, token=token, link=link, engine=engine, client=client, settings=settings
     )
-    response.set_cookie(
-        CSRF_COOKIE,
-        cookie,
-        path=PAGE_PREFIX,
-        httponly=True,
-        samesite="strict",
-        secure=settings.base_url.startswith("https://"),
-    )
-    return response
 
 
 @router.post(PAGE_PREFIX + "{token}", name="action_submit")
@@ -551,7 +540,7 @@ async def submit_action_page(
 ) -> HTMLResponse:
     language = page_language(request)
     async with request.form(max_files=0, max_fields=64) as form:
-        _check_csrf(request=request, form=form, link=link, settings=settings)
+        _check_csrf(form=form, link=link, settings=settings)
         try:
             body = body_from_form(form)
             await act_on_link(engine=engine, client=client, settings=settings, link=link, body=body)
@@ -564,7 +553,6 @@ async def submit_action_page(
                 engine=engine,
                 client=client,
                 settings=settings,
-                cookie=request.cookies.get(CSRF_COOKIE, ""),
                 status_code=exc.status_code,
                 problem=_problem(language, exc.message),
                 form=form,

@@ -14,7 +14,6 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from api.routes.pages import (
-    CSRF_COOKIE,
     DONE_MESSAGES,
     ERROR_TEXTS,
     FIELD_LABELS,
@@ -32,9 +31,9 @@ from ce4big.lifecycle import (
     SlotProposal,
     VettingDecision,
 )
-from ce4big.models import ActionToken, Exchange, utcnow
+from ce4big.models import ActionToken, Exchange, Organisation, utcnow
 from ce4big.security import hash_token, new_token
-from ce4big.users import add_user
+from ce4big.users import add_user, set_user_active
 from tests.api.conftest import ClientFactory
 from tests.factories import add_organisation
 from tests.workflows.conftest import (
@@ -286,7 +285,7 @@ class TestShowLinkPage:
         )
         assert not [u for u in harness.fakes.candidate_updates if u.intro_status == "accepted"]
 
-    async def test_sends_strict_security_headers_and_a_strict_cookie(
+    async def test_sends_strict_security_headers_and_no_cookie(
         self, session: Session, api_client: ClientFactory, time_skipping_env: WorkflowEnvironment
     ) -> None:
         plain = issue_link(session, add_exchange(session), "introduction")
@@ -301,9 +300,8 @@ class TestShowLinkPage:
         assert page.headers["referrer-policy"] == "no-referrer"
         assert page.headers["cache-control"] == "no-store"
         assert page.headers["x-frame-options"] == "DENY"
-        cookie = page.headers["set-cookie"]
-        assert cookie.startswith(f"{CSRF_COOKIE}=")
-        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/t/" in cookie
+        # The token is the credential: nothing ties the page to one browser.
+        assert "set-cookie" not in page.headers
         assert "<script" not in page.text
 
     async def test_escapes_text_from_users(
@@ -384,6 +382,84 @@ class TestBrokenLinks:
             assert "<form" not in response.text
 
 
+CHANGES = ["deactivated", "moved to another cluster", "role changed", "contact changed"]
+
+
+class TestLinksOfRecipientsWhoseAuthorityChanged:
+    @pytest.mark.parametrize("change", CHANGES)
+    async def test_is_refused_with_a_page_that_says_why(
+        self,
+        change: str,
+        session: Session,
+        api_client: ClientFactory,
+        time_skipping_env: WorkflowEnvironment,
+    ) -> None:
+        exchange = add_exchange(session)
+        broker = add_user(
+            session=session, email="lea@biom.example", role="broker", cluster_id="biom"
+        )
+        session.commit()
+        if change == "contact changed":
+            plain = issue_link(session, exchange, "introduction", language="de")
+        else:
+            plain = issue_link(
+                session,
+                exchange,
+                "host_review",
+                language="de",
+                side="broker",
+                role="broker",
+                user_id=broker.id,
+                organisation_id=None,
+            )
+        async with api_client(temporal_client=time_skipping_env.client) as client:
+            before = await client.get(f"/t/{plain}")
+            if change == "deactivated":
+                set_user_active(session=session, email=broker.email, active=False, now=utcnow())
+            elif change == "moved to another cluster":
+                add_user(session=session, email=broker.email, role="broker", cluster_id="klsk")
+            elif change == "role changed":
+                add_user(session=session, email=broker.email, role="manager", cluster_id="biom")
+            else:
+                organisation = session.get(Organisation, PARTNER_ID)
+                assert organisation is not None
+                organisation.contact_email = "new.contact@bm-1.example"
+                session.add(organisation)
+            session.commit()
+            page = await client.get(f"/t/{plain}")
+            posted = await client.post(
+                f"/t/{plain}", data={"csrf": csrf_of(before), "action": "accept"}
+            )
+            described = await client.get(f"/api/v1/actions/{plain}")
+        assert before.status_code == 200
+        heading, explanation = ERROR_TEXTS["recipient_changed"]
+        for response in (page, posted):
+            assert response.status_code == 403
+            assert says(response, "de", heading) and says(response, "de", explanation)
+            assert "<form" not in response.text
+        assert described.status_code == 403
+        assert described.json()["error"]["code"] == "recipient_changed"
+        assert token_row(session, plain).used_at is None
+
+    async def test_works_again_once_the_account_is_activated(
+        self, session: Session, api_client: ClientFactory, time_skipping_env: WorkflowEnvironment
+    ) -> None:
+        exchange = add_exchange(session)
+        broker = add_user(
+            session=session, email="lea@biom.example", role="broker", cluster_id="biom"
+        )
+        plain = issue_link(
+            session, exchange, "host_review", role="broker", user_id=broker.id, organisation_id=None
+        )
+        async with api_client(temporal_client=time_skipping_env.client) as client:
+            answers = []
+            for active in (False, True):
+                set_user_active(session=session, email=broker.email, active=active, now=utcnow())
+                session.commit()
+                answers.append((await client.get(f"/t/{plain}")).status_code)
+        assert answers == [403, 200]
+
+
 class TestSubmitLinkPage:
     async def test_accept_moves_the_exchange_on_and_uses_the_link(
         self, session: Session, api_client: ClientFactory, harness: Harness
@@ -418,7 +494,7 @@ class TestSubmitLinkPage:
         declined = [u for u in harness.fakes.candidate_updates if u.intro_status == "declined"]
         assert [(u.organisation_id, u.intro_reason) for u in declined] == [(PARTNER_ID, reason)]
 
-    @pytest.mark.parametrize("csrf", ["missing", "forged", "other cookie"])
+    @pytest.mark.parametrize("csrf", ["missing", "forged", "another link's"])
     async def test_post_without_the_right_csrf_value_is_refused(
         self, csrf: str, session: Session, api_client: ClientFactory, harness: Harness
     ) -> None:
@@ -431,10 +507,10 @@ class TestSubmitLinkPage:
             form = {"action": "accept"}
             if csrf == "forged":
                 form["csrf"] = "0" * 64
-            if csrf == "other cookie":
-                form["csrf"] = csrf_of(page)
-                client.cookies.clear()
-                client.cookies.set(CSRF_COOKIE, "y" * 43, path="/t/")
+            if csrf == "another link's":
+                other = issue_link(session, exchange, "introduction")
+                form["csrf"] = csrf_of(await client.get(f"/t/{other}"))
+                assert form["csrf"] != csrf_of(page)
             refused = await client.post(f"/t/{plain}", data=form)
         assert refused.status_code == 403
         assert says(refused, "en", ERROR_TEXTS["csrf_failed"][0])

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import Route, async_playwright, expect
 from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.testing import WorkflowEnvironment
@@ -88,3 +88,59 @@ class TestLinkPageInABrowser:
         await wait_stage(handle, "scheduling", ["requester"])
         assert token_row(session, plain).used_at is not None
         assert not [m for m in console if "Content Security Policy" in m], console
+
+
+# A webmail on another site: links in e-mails are opened from there, in new tabs.
+WEBMAIL = "http://webmail.example/inbox"
+
+
+class TestLinksOpenedFromWebmail:
+    async def test_the_first_of_two_links_opened_cross_site_still_submits(
+        self, db: Engine, session: Session, harness: Harness
+    ) -> None:
+        exchange = add_exchange(session)
+        handle = await start_exchange(harness, exchange)
+        await drive_to_introduction(handle)
+        first = issue_link(session, exchange, "introduction", language="fr")
+        second = issue_link(session, exchange, "view", language="fr")
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        settings = make_settings(db.url.render_as_string(hide_password=False), base_url=base_url)
+        app = create_app(settings, temporal_client=harness.env.client)
+        inbox = (
+            "<!doctype html><title>Inbox</title>"
+            f'<p><a href="{base_url}/t/{first}" target="_blank">Introduction</a></p>'
+            f'<p><a href="{base_url}/t/{second}" target="_blank">Update</a></p>'
+        )
+
+        async def webmail(route: Route) -> None:
+            await route.fulfill(status=200, content_type="text/html", body=inbox)
+
+        async with serving(app, port), async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+            )
+            try:
+                context = await browser.new_context(locale="fr-FR")
+                await context.route(WEBMAIL, webmail)
+                mailbox = await context.new_page()
+                await mailbox.goto(WEBMAIL)
+                opened = []
+                for name, kind in (("Introduction", "introduction"), ("Update", "view")):
+                    async with context.expect_page() as new_tab:
+                        await mailbox.get_by_role("link", name=name).click()
+                    tab = await new_tab.value
+                    await expect(tab.locator("h1")).to_have_text(translate("fr", HEADINGS[kind]))
+                    opened.append(tab)
+
+                await (
+                    opened[0]
+                    .get_by_role("button", name=translate("fr", "Accept the introduction"))
+                    .click()
+                )
+                await expect(opened[0].locator("h1")).to_have_text(translate("fr", "Thank you"))
+            finally:
+                await browser.close()
+
+        await wait_stage(handle, "scheduling", ["requester"])
+        assert token_row(session, first).used_at is not None

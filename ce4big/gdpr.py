@@ -4,9 +4,9 @@ A person is an address: a user account's, an organisation's contact (partners ha
 an e-mail's recipient, a link's holder, a timeline's actor. Erasure pseudonymises in the
 caller's transaction: wherever the address is stored it becomes
 `erased-<12 hex of HMAC(SECRET_KEY, address)>@erased.invalid`, names and the free text the
-person wrote are cleared, their account, sessions and links end; ids, stages, timestamps, outcomes and scores stay, so every
-report counts the same before and after. The pseudonym is stable, so erasing again finds what
-is left (nothing, or what arrived since) instead of refusing.
+person wrote are cleared, their account, sessions and links end; ids, stages, timestamps,
+outcomes and scores stay, so every report counts the same before and after. The pseudonym is
+stable, so erasing again finds what is left (nothing, or what arrived since) instead of refusing.
 
 Temporal histories are out of reach here: a workflow keeps its inputs (actors' addresses, notes)
 until the namespace's retention after it closes.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, overload
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import (
     JSON,
     Column,
@@ -353,7 +353,20 @@ def _workflows(session: Session, exchange_ids: set[int]) -> list[str]:
 # ---------------------------------------------------------------- export
 
 
-class UserRecord(BaseModel):
+class Record(BaseModel):
+    """A row as the export shows it: read from the table model's attributes, times in UTC."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @field_validator("*")
+    @classmethod
+    def _in_utc(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [_utc(v) if isinstance(v, datetime) else v for v in value]
+        return _utc(value) if isinstance(value, datetime) else value
+
+
+class UserRecord(Record):
     id: int
     email: str
     name: str
@@ -366,7 +379,7 @@ class UserRecord(BaseModel):
     created_at: datetime
 
 
-class ApiTokenRecord(BaseModel):
+class ApiTokenRecord(Record):
     name: str
     created_at: datetime
     expires_at: datetime
@@ -374,20 +387,20 @@ class ApiTokenRecord(BaseModel):
     revoked_at: datetime | None
 
 
-class SessionRecord(BaseModel):
+class SessionRecord(Record):
     created_at: datetime
     last_seen_at: datetime
     expires_at: datetime
     ended_at: datetime | None
 
 
-class SignInLinkRecord(BaseModel):
+class SignInLinkRecord(Record):
     created_at: datetime
     expires_at: datetime
     used_at: datetime | None
 
 
-class OrganisationContactRecord(BaseModel):
+class OrganisationContactRecord(Record):
     id: str
     name: str
     cluster_id: str
@@ -395,7 +408,7 @@ class OrganisationContactRecord(BaseModel):
     contact_email: str
 
 
-class RequestedExchangeRecord(BaseModel):
+class RequestedExchangeRecord(Record):
     id: int
     title: str
     description: str
@@ -408,14 +421,14 @@ class RequestedExchangeRecord(BaseModel):
     closed_at: datetime | None
 
 
-class TimelineRecord(BaseModel):
+class TimelineRecord(Record):
     exchange_id: int
     at: datetime
     kind: str
     detail: dict[str, Any]
 
 
-class EmailRecord(BaseModel):
+class EmailRecord(Record):
     exchange_id: int | None
     kind: str
     language: str
@@ -425,7 +438,7 @@ class EmailRecord(BaseModel):
     sent_at: datetime | None
 
 
-class ActionLinkRecord(BaseModel):
+class ActionLinkRecord(Record):
     exchange_id: int
     action: str
     state: str  # open | used | revoked | expired
@@ -435,9 +448,9 @@ class ActionLinkRecord(BaseModel):
     revoked_at: datetime | None
 
 
-class SurveyAnswerRecord(BaseModel):
+class SurveyAnswerRecord(Record):
     exchange_id: int
-    side: str
+    side: str = Field(validation_alias="respondent")
     wave: str
     outcome: str
     satisfaction: int | None
@@ -447,7 +460,7 @@ class SurveyAnswerRecord(BaseModel):
     at: datetime
 
 
-class MentionRecord(BaseModel):
+class MentionRecord(Record):
     """Another place the address is written (for example in a request's description)."""
 
     table: str
@@ -455,13 +468,13 @@ class MentionRecord(BaseModel):
     row: str
 
 
-class TemporalRecord(BaseModel):
+class TemporalRecord(Record):
     workflows: list[str]
     retention_days: int
     note: str
 
 
-class PersonExport(BaseModel):
+class PersonExport(Record):
     address: str
     exported_at: datetime
     user: UserRecord | None
@@ -521,156 +534,51 @@ def export_person(
         if _is_held(session, _find_person(session, (pseudonym,))):
             raise NotFound(f"{address} has been erased: only its pseudonym {pseudonym} is held")
         raise _unknown(address)
-    user = person.users[0] if person.users else None
     ids = person.user_ids
 
-    def rows(query: Any) -> list[Any]:
-        return list(session.exec(query)) if ids else []
+    def of_user(model: Any) -> list[Any]:
+        return list(session.exec(select(model).where(model.user_id.in_(ids)).order_by(model.id)))
 
-    tokens = rows(select(ApiToken).where(col(ApiToken.user_id).in_(ids)).order_by(col(ApiToken.id)))
-    sessions = rows(
-        select(WebSession).where(col(WebSession.user_id).in_(ids)).order_by(col(WebSession.id))
-    )
-    links = rows(
-        select(SignInLink).where(col(SignInLink.user_id).in_(ids)).order_by(col(SignInLink.id))
-    )
-    requested = rows(
-        select(Exchange).where(col(Exchange.requester_id).in_(ids)).order_by(col(Exchange.id))
-    )
-    sign_in_requests = session.exec(
+    def to(address_column: Any, order: Any) -> list[Any]:
+        return list(
+            session.exec(
+                select(address_column.class_)
+                .where(_is(address_column, person.addresses))
+                .order_by(order, address_column.class_.id)
+            )
+        )
+
+    requests = session.exec(
         select(SignInRequest.at)
         .where(col(SignInRequest.address_hash).in_(_sign_in_hashes(person.addresses)))
         .order_by(col(SignInRequest.at))
     )
-    emails = session.exec(
-        select(EmailLog)
-        .where(_is(EmailLog.recipient, person.addresses))
-        .order_by(col(EmailLog.created_at), col(EmailLog.id))
+    requested = session.exec(
+        select(Exchange).where(col(Exchange.requester_id).in_(ids)).order_by(col(Exchange.id))
     )
-    action_links = session.exec(
-        select(ActionToken)
-        .where(_is(ActionToken.recipient, person.addresses))
-        .order_by(col(ActionToken.created_at), col(ActionToken.id))
-    )
-    mentions = [
-        MentionRecord(table=o.table, column=o.column, row=",".join(str(k) for k in o.key))
-        for o in find_occurrences(session=session, address=address)
-        if f"{o.table}.{o.column}" not in _COVERED
-    ]
     return PersonExport(
         address=address,
         exported_at=now,
-        user=None
-        if user is None or user.id is None
-        else UserRecord(
-            id=user.id,
-            email=user.email,
-            name=user.name,
-            role=str(user.role),
-            cluster_id=user.cluster_id,
-            organisation_id=user.organisation_id,
-            language=user.language,
-            timezone=user.timezone,
-            is_active=user.is_active,
-            created_at=_utc(user.created_at),
-        ),
-        api_tokens=[
-            ApiTokenRecord(
-                name=t.name,
-                created_at=_utc(t.created_at),
-                expires_at=_utc(t.expires_at),
-                last_used_at=_utc(t.last_used_at),
-                revoked_at=_utc(t.revoked_at),
-            )
-            for t in tokens
-        ],
-        web_sessions=[
-            SessionRecord(
-                created_at=_utc(s.created_at),
-                last_seen_at=_utc(s.last_seen_at),
-                expires_at=_utc(s.expires_at),
-                ended_at=_utc(s.ended_at),
-            )
-            for s in sessions
-        ],
-        sign_in_links=[
-            SignInLinkRecord(
-                created_at=_utc(s.created_at),
-                expires_at=_utc(s.expires_at),
-                used_at=_utc(s.used_at),
-            )
-            for s in links
-        ],
-        sign_in_requests=[_utc(at) for at in sign_in_requests],
+        user=UserRecord.model_validate(person.users[0]) if person.users else None,
+        api_tokens=[ApiTokenRecord.model_validate(t) for t in of_user(ApiToken)],
+        web_sessions=[SessionRecord.model_validate(s) for s in of_user(WebSession)],
+        sign_in_links=[SignInLinkRecord.model_validate(s) for s in of_user(SignInLink)],
+        sign_in_requests=list(requests),
         credentials_note=CREDENTIALS_NOTE,
-        contact_of=[
-            OrganisationContactRecord(
-                id=o.id,
-                name=o.name,
-                cluster_id=o.cluster_id,
-                contact_name=o.contact_name,
-                contact_email=o.contact_email,
-            )
-            for o in person.organisations
-        ],
-        exchanges_requested=[
-            RequestedExchangeRecord(
-                id=e.id,
-                title=e.title,
-                description=e.description,
-                cooperation_type=str(e.cooperation_type),
-                home_cluster=e.home_cluster,
-                organisation_id=e.organisation_id,
-                status=str(e.status),
-                outcome=None if e.outcome is None else str(e.outcome),
-                created_at=_utc(e.created_at),
-                closed_at=_utc(e.closed_at),
-            )
-            for e in requested
-        ],
-        timeline=[
-            TimelineRecord(exchange_id=e.exchange_id, at=_utc(e.at), kind=e.kind, detail=e.detail)
-            for e in _events(session, person)
-        ],
-        emails=[
-            EmailRecord(
-                exchange_id=m.exchange_id,
-                kind=m.kind,
-                language=m.language,
-                subject=m.subject,
-                status=m.status,
-                created_at=_utc(m.created_at),
-                sent_at=_utc(m.sent_at),
-            )
-            for m in emails
-        ],
+        contact_of=[OrganisationContactRecord.model_validate(o) for o in person.organisations],
+        exchanges_requested=[RequestedExchangeRecord.model_validate(e) for e in requested],
+        timeline=[TimelineRecord.model_validate(e) for e in _events(session, person)],
+        emails=[EmailRecord.model_validate(m) for m in to(EmailLog.recipient, EmailLog.created_at)],
         action_links=[
-            ActionLinkRecord(
-                exchange_id=t.exchange_id,
-                action=t.action,
-                state=_link_state(t, now),
-                created_at=_utc(t.created_at),
-                expires_at=_utc(t.expires_at),
-                used_at=_utc(t.used_at),
-                revoked_at=_utc(t.revoked_at),
-            )
-            for t in action_links
+            ActionLinkRecord.model_validate({**t.model_dump(), "state": _link_state(t, now)})
+            for t in to(ActionToken.recipient, ActionToken.created_at)
         ],
-        survey_answers=[
-            SurveyAnswerRecord(
-                exchange_id=s.exchange_id,
-                side=s.respondent,
-                wave=s.wave,
-                outcome=s.outcome,
-                satisfaction=s.satisfaction,
-                recommend=s.recommend,
-                agreement_type=s.agreement_type,
-                comment=s.comment,
-                at=_utc(s.at),
-            )
-            for s in _answered(session, person)
+        survey_answers=[SurveyAnswerRecord.model_validate(s) for s in _answered(session, person)],
+        mentions=[
+            MentionRecord(table=o.table, column=o.column, row=",".join(map(str, o.key)))
+            for o in find_occurrences(session=session, address=address)
+            if f"{o.table}.{o.column}" not in _COVERED
         ],
-        mentions=mentions,
         temporal=TemporalRecord(
             workflows=_workflows(session, _exchange_ids(session, person)),
             retention_days=retention_days,

@@ -97,3 +97,29 @@ def revoke_api_token(*, session: Session, user_id: int, token_id: int, now: date
         token.revoked_at = now
         session.add(token)
     return True
+
+
+def find_api_token(*, session: Session, reference: str) -> ApiToken | None:
+    """A token by its id (as `ce4big token list` and the admin API show it), or by the token
+    itself (as found where it leaked)."""
+    reference = reference.strip()
+    if reference.startswith(API_TOKEN_PREFIX):
+        query = select(ApiToken).where(ApiToken.token_hash == hash_token(reference))
+        return session.exec(query).first()
+    if reference.isdecimal():
+        return session.get(ApiToken, int(reference))
+    return None
+
+
+def revoke_user_api_tokens(*, session: Session, user_id: int, now: datetime) -> int:
+    """Revokes every token of the user that still works; how many that was."""
+    result = session.execute(
+        update(ApiToken)
+        .where(
+            col(ApiToken.user_id) == user_id,
+            col(ApiToken.revoked_at).is_(None),
+            col(ApiToken.expires_at) > now,
+        )
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

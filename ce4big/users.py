@@ -61,11 +61,17 @@ def add_user(
 
 
 def set_user_active(*, session: Session, email: str, active: bool, now: datetime) -> User:
-    """Deactivating a user ends their web sessions at once; their API tokens and links stop
-    working with them (every lookup checks `is_active`)."""
     user = get_user_by_email(session=session, email=email.strip())
-    if user is None or user.id is None:
+    if user is None:
         raise NotFound(f"email: no user with e-mail {email!r}")
+    return set_active(session=session, user=user, active=active, now=now)
+
+
+def set_active(*, session: Session, user: User, active: bool, now: datetime) -> User:
+    """Deactivating a user ends their web sessions at once; their API tokens and the links
+    e-mailed to them stop working with them (every lookup checks `is_active`), and work again
+    when they are activated."""
+    assert user.id is not None
     user.is_active = active
     session.add(user)
     if not active:

@@ -1,15 +1,19 @@
-"""Users, managed by admins."""
+"""Users, managed by admins: add, list, deactivate and activate them, list and revoke their
+API tokens."""
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlmodel import col, func, select
+from sqlmodel import Session, col, func, select
 
 from api.deps import AdminUser, SessionDep
 from ce4big.domain import Language, Role
-from ce4big.models import User, UserPublic
-from ce4big.users import add_user
+from ce4big.errors import Conflict, NotFound
+from ce4big.models import User, UserPublic, utcnow
+from ce4big.security import list_api_tokens, revoke_api_token, revoke_user_api_tokens
+from ce4big.users import add_user, set_active
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -28,6 +32,55 @@ class UserCreate(BaseModel):
 class UsersPublic(BaseModel):
     data: list[UserPublic]
     count: int
+
+
+class UserAccessPublic(UserPublic):
+    is_active: bool
+
+
+class ApiTokenPublic(BaseModel):
+    """A token as stored: its label and dates, never the token (only its hash is kept)."""
+
+    id: int
+    name: str
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiTokensPublic(BaseModel):
+    data: list[ApiTokenPublic]
+    count: int
+
+
+class TokensRevoked(BaseModel):
+    revoked: int
+
+
+def get_user_or_404(
+    user_id: Annotated[int, Path(ge=1)], session: SessionDep, _admin: AdminUser
+) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user: no user with id {user_id}")
+    return user
+
+
+UserDep = Annotated[User, Depends(get_user_or_404)]
+
+
+def _access(user: User) -> UserAccessPublic:
+    return UserAccessPublic.model_validate(user, from_attributes=True)
+
+
+def _tokens(session: Session, user: User) -> ApiTokensPublic:
+    assert user.id is not None
+    tokens = list_api_tokens(session=session, user_id=user.id)
+    return ApiTokensPublic(
+        data=[ApiTokenPublic.model_validate(t, from_attributes=True) for t in tokens],
+        count=len(tokens),
+    )
 
 
 @router.get("")
@@ -57,3 +110,44 @@ def save_user(body: UserCreate, session: SessionDep, _admin: AdminUser) -> UserP
         language=body.language,
     )
     return UserPublic.model_validate(user, from_attributes=True)
+
+
+@router.post("/{user_id}/deactivate")
+def deactivate_user(user: UserDep, session: SessionDep, admin: AdminUser) -> UserAccessPublic:
+    """End the user's web sessions and refuse their API tokens and e-mailed links until they
+    are activated again (as `ce4big users deactivate`)."""
+    if user.id == admin.id:
+        raise Conflict("user: an admin cannot deactivate their own account")
+    return _access(set_active(session=session, user=user, active=False, now=utcnow()))
+
+
+@router.post("/{user_id}/activate")
+def activate_user(user: UserDep, session: SessionDep) -> UserAccessPublic:
+    """Let a deactivated user sign in again; their unexpired tokens and links work again."""
+    return _access(set_active(session=session, user=user, active=True, now=utcnow()))
+
+
+@router.get("/{user_id}/tokens")
+def list_user_tokens(user: UserDep, session: SessionDep) -> ApiTokensPublic:
+    """The user's API tokens, newest first."""
+    return _tokens(session, user)
+
+
+@router.delete("/{user_id}/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_user_token(
+    user: UserDep, token_id: Annotated[int, Path(ge=1)], session: SessionDep
+) -> Response:
+    """Revoke one of the user's API tokens at once (as `ce4big token revoke ID`)."""
+    assert user.id is not None
+    if not revoke_api_token(session=session, user_id=user.id, token_id=token_id, now=utcnow()):
+        raise NotFound(f"token: user {user.id} has no token with id {token_id}")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete("/{user_id}/tokens")
+def revoke_user_tokens(user: UserDep, session: SessionDep) -> TokensRevoked:
+    """Revoke every API token of the user that still works (as `ce4big token revoke --user`)."""
+    assert user.id is not None
+    return TokensRevoked(
+        revoked=revoke_user_api_tokens(session=session, user_id=user.id, now=utcnow())
+    )

@@ -85,6 +85,10 @@ class VettingDecision:
 class Amendment:
     actor: Actor
     note: str = ""
+    # The new text, when the requester changed it: part of the decision, so that only an
+    # exact repeat (same note, same text) is acknowledged as one.
+    title: str | None = None
+    description: str | None = None
 
 
 @dataclass(frozen=True)

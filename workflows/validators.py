@@ -64,7 +64,10 @@ def validate_vet(state: LifecycleState, decision: VettingDecision) -> None:
 
 
 def validate_amend(state: LifecycleState, amendment: Amendment) -> None:
-    if state.repeats("amend", amendment):
+    # A repeat is harmless only while the amended request waits for its vetting: later, the API
+    # would write its text over the request the broker has vetted.
+    awaiting_vetting = state.stage in (Stage.CHANGES_REQUESTED, Stage.VETTING)
+    if state.repeats("amend", amendment) and awaiting_vetting and state.vetting is None:
         return
     if not state.is_requester(amendment.actor):
         raise refuse(WRONG_ACTOR, "only the requester amends the request")

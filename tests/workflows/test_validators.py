@@ -14,6 +14,7 @@ from ce4big.lifecycle import (
     REQUESTER,
     WRONG_ACTOR,
     WRONG_STAGE,
+    Amendment,
     CandidateState,
     Closure,
     HostReviewDecision,
@@ -40,6 +41,7 @@ from workflows import decisions
 from workflows.state import LifecycleState
 from workflows.validators import (
     slot_problem,
+    validate_amend,
     validate_cancel,
     validate_host_review,
     validate_pick,
@@ -135,6 +137,46 @@ class TestValidateVet:
         validate_vet(state, decision)
 
         assert decisions.vet(state, decision).detail == "already decided"
+
+
+class TestValidateAmend:
+    def amended(self, amendment: Amendment) -> LifecycleState:
+        state = state_at(Stage.CHANGES_REQUESTED)
+        validate_amend(state, amendment)
+        decisions.amend(state, amendment)
+        return state
+
+    def test_the_same_amendment_again_is_acknowledged_while_it_waits_for_vetting(self) -> None:
+        amendment = Amendment(REQUESTER_ACTOR, "assays named", "A better title")
+        state = self.amended(amendment)
+        state.stage = Stage.VETTING
+
+        validate_amend(state, amendment)
+
+        assert decisions.amend(state, amendment).detail == "already decided"
+
+    def test_the_same_amendment_after_the_vetting_is_out_of_stage(self) -> None:
+        amendment = Amendment(REQUESTER_ACTOR, "assays named")
+        state = self.amended(amendment)
+        state.stage = Stage.VETTING
+        decisions.vet(state, VettingDecision(HOME_BROKER, VettingVerdict.APPROVE))
+
+        error = refusal(lambda: validate_amend(state, amendment))
+        state.stage = Stage.MATCHING
+        later = refusal(lambda: validate_amend(state, amendment))
+
+        assert (error.type, later.type) == (WRONG_STAGE, WRONG_STAGE)
+        assert "matching" in later.message
+
+    def test_the_same_note_with_another_text_is_a_new_amendment(self) -> None:
+        state = self.amended(Amendment(REQUESTER_ACTOR, "assays named", "A better title"))
+        state.stage = Stage.VETTING
+
+        error = refusal(
+            lambda: validate_amend(state, Amendment(REQUESTER_ACTOR, "assays named", "Other"))
+        )
+
+        assert error.type == WRONG_STAGE
 
 
 class TestValidateShortlist:

@@ -17,7 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
+from google.protobuf.duration_pb2 import Duration
 from sqlalchemy import Engine
+from temporalio.api.namespace.v1 import NamespaceConfig
+from temporalio.api.workflowservice.v1 import (
+    DescribeNamespaceRequest,
+    UpdateNamespaceRequest,
+)
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from api.main import create_app
 from ce4big.db import make_engine, session_scope, upgrade_database
@@ -107,6 +115,25 @@ def start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
+async def set_retention(client: Client, days: int) -> bool:
+    """Sets how long the namespace keeps closed workflows' histories; False when it already
+    did. The histories hold the decisions' inputs (actors' addresses, notes), which erasing a
+    person in SQL cannot reach: this bounds how long they outlive it."""
+    wanted = Duration(seconds=days * 86400)
+    described = await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=client.namespace)
+    )
+    if described.config.workflow_execution_retention_ttl == wanted:
+        return False
+    await client.workflow_service.update_namespace(
+        UpdateNamespaceRequest(
+            namespace=client.namespace,
+            config=NamespaceConfig(workflow_execution_retention_ttl=wanted),
+        )
+    )
+    return True
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
     if process.poll() is not None:
         return
@@ -176,6 +203,11 @@ async def run_dev(settings: Settings) -> int:
                 await register_search_attributes(client)
             except SearchAttributeError as exc:
                 raise DevError(str(exc)) from None
+            # start-dev makes its namespaces with a retention of one day.
+            try:
+                await set_retention(client, settings.temporal_retention_days)
+            except RPCError as exc:
+                raise DevError(f"Temporal retention: {exc}") from None
         server = _Server(
             uvicorn.Config(
                 create_app(

@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -185,15 +186,23 @@ def cmd_temporal_setup(_args: argparse.Namespace) -> int:
         type_name,
     )
     from ce4big.temporal import connect_temporal
+    from cli.devstack import set_retention
 
     settings = _settings()
 
-    async def setup() -> list[str]:
+    async def setup() -> tuple[list[str], bool]:
         client = await connect_temporal(settings)
-        return await register_search_attributes(client)
+        try:
+            added = await register_search_attributes(client)
+            return added, await set_retention(client, settings.temporal_retention_days)
+        finally:
+            # Dropped while the loop runs: a client left to the interpreter's exit can abort
+            # the process after its work succeeded (temporalio/sdk-python#300).
+            del client
+            gc.collect()
 
     try:
-        added = asyncio.run(setup())
+        added, retention_set = asyncio.run(setup())
     except SearchAttributeError as exc:
         raise CommandError(str(exc)) from None
     except (RuntimeError, RPCError) as exc:
@@ -203,6 +212,84 @@ def cmd_temporal_setup(_args: argparse.Namespace) -> int:
     for key in SEARCH_ATTRIBUTES:
         done = "registered" if key.name in added else "already registered"
         print(f"  {key.name} ({type_name(key.indexed_value_type)}): {done}")
+    done = "set" if retention_set else "already set"
+    print(f"closed workflows kept {settings.temporal_retention_days} days: {done}")
+    return 0
+
+
+def cmd_gdpr_export(args: argparse.Namespace) -> int:
+    from ce4big.db import make_engine, session_scope
+    from ce4big.gdpr import export_person
+    from ce4big.models import utcnow
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(engine) as session:
+            exported = export_person(
+                session=session,
+                address=args.user,
+                secret=settings.secret_key.get_secret_value(),
+                now=utcnow(),
+                retention_days=settings.temporal_retention_days,
+            )
+    finally:
+        engine.dispose()
+    text = exported.model_dump_json(indent=2) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            Path(args.out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise CommandError(f"--out: {args.out}: {exc.strerror}") from None
+        print(f"{args.out}: what is held about {exported.address}", file=sys.stderr)
+    return 0
+
+
+def cmd_gdpr_erase(args: argparse.Namespace) -> int:
+    from sqlmodel import Session
+
+    from ce4big.db import make_engine
+    from ce4big.gdpr import erase_person
+    from ce4big.models import utcnow
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    try:
+        # One transaction: all of it is erased, or (a dry run, an error) none of it.
+        with Session(engine) as session:
+            erasure = erase_person(
+                session=session,
+                address=args.user,
+                secret=settings.secret_key.get_secret_value(),
+                now=utcnow(),
+            )
+            if args.dry_run:
+                session.rollback()
+            else:
+                session.commit()
+    finally:
+        engine.dispose()
+    if args.dry_run:
+        print(f"dry run: erasing {erasure.address} would make it {erasure.pseudonym}:")
+    elif erasure.already_erased:
+        print(f"{erasure.address} was erased before; now {erasure.pseudonym}:")
+    else:
+        print(f"erased {erasure.address}; now {erasure.pseudonym}:")
+    for what, count in erasure.changes:
+        print(f"  {what}: {count}")
+    if not erasure.changes:
+        print("  nothing left to change")
+    for note in erasure.notes:
+        print(f"note: {note}")
+    if erasure.workflows:
+        print(
+            f"Temporal: the histories of {', '.join(erasure.workflows)} keep the address until "
+            f"{settings.temporal_retention_days} days after each closes (TEMPORAL_RETENTION_DAYS)"
+        )
+    if args.dry_run:
+        print("nothing was changed (dry run)")
     return 0
 
 
@@ -312,6 +399,18 @@ def build_parser() -> argparse.ArgumentParser:
     temporal.add_parser(
         "setup", help="register the exchange's search attributes in the namespace"
     ).set_defaults(run=cmd_temporal_setup)
+
+    gdpr = commands.add_parser("gdpr", help="personal data of one person").add_subparsers(
+        dest="gdpr", required=True
+    )
+    gdpr_export = gdpr.add_parser("export", help="everything held about an address, as JSON")
+    gdpr_export.add_argument("--user", required=True, metavar="EMAIL", help="the address")
+    gdpr_export.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    gdpr_export.set_defaults(run=cmd_gdpr_export)
+    gdpr_erase = gdpr.add_parser("erase", help="pseudonymise an address, keeping the figures")
+    gdpr_erase.add_argument("--user", required=True, metavar="EMAIL", help="the address")
+    gdpr_erase.add_argument("--dry-run", action="store_true", help="say what would change")
+    gdpr_erase.set_defaults(run=cmd_gdpr_erase)
 
     match = commands.add_parser("match", help="rank catalogue partners for a request")
     match.add_argument("--request", required=True, help="a JSON request (one requests line)")

@@ -8,11 +8,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlmodel import Session, create_engine, func, select
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
 from ce4big.models import Organisation, User
@@ -110,6 +112,15 @@ async def search_attribute_problem(target: str) -> str:
     return ""
 
 
+async def retention(target: str) -> timedelta:
+    """How long the dev server's namespace keeps closed workflows."""
+    client = await Client.connect(target)
+    described = await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=client.namespace)
+    )
+    return described.config.workflow_execution_retention_ttl.ToTimedelta()
+
+
 def counts(database_url: str) -> tuple[int, int]:
     engine = create_engine(database_url)
     with Session(engine) as session:
@@ -167,6 +178,18 @@ class TestDevStack:
         output = stop(dev)
         assert dev.returncode == 0, output
         assert problem == ""
+
+    def test_the_dev_server_keeps_closed_workflows_as_long_as_the_setting_says(
+        self, dev_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        # start-dev's own namespace keeps them one day.
+        dev_env["TEMPORAL_RETENTION_DAYS"] = "3"
+        dev = start_dev(dev_env, tmp_path)
+        wait_healthy(dev, dev_env["CE4BIG_PORT"])
+        kept = asyncio.run(retention(f"127.0.0.1:{dev_env['TEMPORAL_DEV_PORT']}"))
+        output = stop(dev)
+        assert dev.returncode == 0, output
+        assert kept == timedelta(days=3)
 
     def test_port_in_use_names_the_port_and_the_setting(
         self, dev_env: dict[str, str], tmp_path: Path

@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -29,8 +30,36 @@ def _settings() -> Settings:
         raise CommandError(f"configuration: {field}: {first['msg']}") from None
 
 
+# The path part after which a URL's credential stands: an e-mailed action link, a sign-in link,
+# the JSON side of an action link.
+_TOKEN_IN_PATH = re.compile(r"(/t/|/login/|/api/v1/actions/)[^/?#\s\"]+")
+
+
+def redact_link_tokens(text: str) -> str:
+    return _TOKEN_IN_PATH.sub(r"\1…", text)
+
+
+class RedactLinkTokens(logging.Filter):
+    """uvicorn's access lines name each request's path, and a link's path is its credential:
+    the token becomes `…` before any handler formats the line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_link_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_link_tokens(a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # On the logger, not a handler: uvicorn's own logging configuration replaces the handlers
+    # and keeps a logger's filters.
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactLinkTokens) for f in access.filters):
+        access.addFilter(RedactLinkTokens())
 
 
 def cmd_dev(_args: argparse.Namespace) -> int:
@@ -128,6 +157,62 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         days = args.days or settings.api_token_days
         token = create_api_token(session=session, user=user, days=days, name=args.name or "cli")
     print(token)
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from ce4big.db import make_engine, session_scope
+    from ce4big.models import utcnow
+    from ce4big.security import get_user_by_email, list_api_tokens
+
+    settings = _settings()
+    with session_scope(make_engine(settings.database_url)) as session:
+        user = get_user_by_email(session=session, email=args.email)
+        if user is None or user.id is None:
+            raise CommandError(f"no user with e-mail {args.email!r}")
+        now = utcnow()
+        for token in list_api_tokens(session=session, user_id=user.id):
+            # SQLite gives the stored UTC time back without its zone.
+            expires = token.expires_at
+            expires = expires if expires.tzinfo else expires.replace(tzinfo=now.tzinfo)
+            state = "revoked" if token.revoked_at else "expired" if expires <= now else "active"
+            used = f"{token.last_used_at:%Y-%m-%d}" if token.last_used_at else "never"
+            print(
+                f"{token.id}\t{state}\t{token.name or '-'}\tcreated {token.created_at:%Y-%m-%d}"
+                f"\texpires {token.expires_at:%Y-%m-%d}\tlast used {used}"
+            )
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from ce4big.db import make_engine, session_scope
+    from ce4big.models import User, utcnow
+    from ce4big.security import (
+        find_api_token,
+        get_user_by_email,
+        revoke_api_token,
+        revoke_user_api_tokens,
+    )
+
+    settings = _settings()
+    now = utcnow()
+    with session_scope(make_engine(settings.database_url)) as session:
+        if args.user is not None:
+            user = get_user_by_email(session=session, email=args.user)
+            if user is None or user.id is None:
+                raise CommandError(f"no user with e-mail {args.user!r}")
+            count = revoke_user_api_tokens(session=session, user_id=user.id, now=now)
+            print(f"{count} token{'' if count == 1 else 's'} of {user.email} revoked")
+            return 0
+        token = find_api_token(session=session, reference=args.token)
+        if token is None or token.id is None:
+            raise CommandError(
+                f"token: no API token {args.token!r} (an id from `ce4big token list`, or the "
+                "token itself)"
+            )
+        revoke_api_token(session=session, user_id=token.user_id, token_id=token.id, now=now)
+        owner = session.get(User, token.user_id)
+        print(f"token {token.id} of {owner.email if owner else token.user_id} revoked")
     return 0
 
 
@@ -370,6 +455,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--days", type=_positive_int, help="validity (default API_TOKEN_DAYS)")
     create.add_argument("--name", help="a label for the token")
     create.set_defaults(run=cmd_token_create)
+    listing = token.add_parser("list", help="a user's API tokens: id, state, name, dates")
+    listing.add_argument("email")
+    listing.set_defaults(run=cmd_token_list)
+    revoke = token.add_parser("revoke", help="revoke an API token, or every token of a user")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "token", nargs="?", help="a token id from `ce4big token list`, or the token itself"
+    )
+    which.add_argument("--user", metavar="EMAIL", help="revoke every token of this user")
+    revoke.set_defaults(run=cmd_token_revoke)
 
     catalogue = commands.add_parser("catalogue", help="skills catalogue").add_subparsers(
         dest="catalogue", required=True

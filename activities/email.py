@@ -1,9 +1,6 @@
 """The one activity that sends e-mail: render, log, deliver, at most once per idempotency key."""
 
 import asyncio
-import hashlib
-import hmac
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -21,6 +18,7 @@ from ce4big.mailerrors import (
     TemporaryEmailError,
 )
 from ce4big.maillog import EmailStatus, claim_email, record_failure, record_sent
+from ce4big.security import loggable
 from ce4big.settings import Settings
 from emails.contexts import (
     EmailContext,
@@ -72,21 +70,6 @@ class _Prepared:
     sender: str
     recipient: str
     subject: str
-
-
-_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
-
-
-def loggable(text: str, *, secret: str) -> str:
-    """`text` for a log line: each e-mail address becomes a short keyed hash of itself (the same
-    for the same address, so lines about one recipient can be followed), never the address."""
-
-    def pseudonym(match: re.Match[str]) -> str:
-        address = match.group().lower().encode()
-        digest = hmac.new(secret.encode(), address, hashlib.sha256).hexdigest()
-        return f"<address {digest[:10]}>"
-
-    return _ADDRESS.sub(pseudonym, text)
 
 
 class EmailActivities:

@@ -28,7 +28,7 @@ from ce4big.domain import CLUSTERS_BY_ID, LANGUAGES, Role
 from ce4big.errors import TooManyRequests
 from ce4big.i18n import N_, negotiate_language
 from ce4big.models import User, utcnow
-from ce4big.security import create_api_token, list_api_tokens, revoke_api_token
+from ce4big.security import create_api_token, list_api_tokens, loggable, revoke_api_token
 from ce4big.settings import Settings
 from ce4big.websessions import (
     SignInTicket,
@@ -190,7 +190,7 @@ async def _send_link(
     if next_path != "/":
         url += "?next=" + next_path
     if mailer is None:
-        logger.warning("no sign-in mailer configured: the link for %s was not sent", user.email)
+        logger.warning("no sign-in mailer configured: the link for user %s was not sent", user.id)
         return
     try:
         await mailer.send_sign_in(
@@ -203,9 +203,16 @@ async def _send_link(
             url=url,
             minutes=settings.sign_in_link_minutes,
         )
-    except Exception:
-        # The person sees the same page either way and can ask again; the log has the cause.
-        logger.exception("the sign-in e-mail to %s could not be sent", user.email)
+    except Exception as exc:
+        # The person sees the same page either way and can ask again; the log has the cause,
+        # without the address (nor a traceback, whose messages may carry it).
+        cause = loggable(str(exc), secret=settings.secret_key.get_secret_value())
+        logger.error(
+            "the sign-in e-mail to user %s could not be sent (%s): %s",
+            user.id,
+            type(exc).__name__,
+            cause,
+        )
 
 
 @router.get("/login/{token}", name="login_confirm")

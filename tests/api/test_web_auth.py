@@ -1,5 +1,6 @@
 """Signing in to the web app by e-mailed link, through HTTP and a real SMTP server."""
 
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -74,8 +75,10 @@ def eva(session: Session) -> None:
 @pytest.fixture
 def browser(settings: Settings) -> BrowserFactory:
     @asynccontextmanager
-    async def open_browser(**overrides: Any) -> AsyncIterator[Browser]:
-        handler = RecordingHandler()
+    async def open_browser(
+        handler: RecordingHandler | None = None, **overrides: Any
+    ) -> AsyncIterator[Browser]:
+        handler = handler or RecordingHandler()
         async with smtp_server(handler) as port:
             app_settings = make_settings(
                 settings.database_url, smtp_host="127.0.0.1", smtp_port=port, **overrides
@@ -111,6 +114,20 @@ class TestSignIn:
         cookie = signed_in.headers["set-cookie"]
         assert "ce4big_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
         assert account.status_code == 200 and EVA in account.text
+
+    async def test_a_sign_in_e_mail_that_fails_is_logged_without_the_address(
+        self, browser: BrowserFactory, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        refusing = RecordingHandler(refuse={EVA: "550 5.1.1 No such user here"})
+        with caplog.at_level(logging.INFO):
+            async with browser(refusing) as b:
+                asked = await b.ask_for_link()
+        assert asked.status_code == 200 and refusing.rcpt_attempts == [EVA]
+        logged = [r for r in caplog.records if "sign-in e-mail" in r.getMessage()]
+        assert logged and "No such user" in logged[0].getMessage()
+        # The app's own records (the test's SMTP server logs its dialogue under mail.log).
+        app = [r for r in caplog.records if r.name.split(".")[0] in ("api", "ce4big")]
+        assert [r.getMessage() for r in app if EVA in r.getMessage() or r.exc_info] == []
 
     async def test_an_unknown_address_gets_the_same_answer_and_no_mail(
         self, browser: BrowserFactory

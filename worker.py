@@ -2,6 +2,7 @@
 workflows. Run it with `ce4big worker` or `python worker.py`."""
 
 import asyncio
+import gc
 import logging
 import pkgutil
 import signal
@@ -73,7 +74,25 @@ async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | N
     Refuses to start (SearchAttributeError) on a namespace without the exchange's search
     attributes: every workflow task that upserts them would fail and be retried for ever.
     """
+    own_client = client is None
     client = client or await connect_temporal(settings)
+    refusal = None
+    try:
+        await _serve(client, settings, stop)
+    except SearchAttributeError as exc:
+        refusal = str(exc)
+    finally:
+        if own_client:
+            # Dropped while the loop runs, and with no traceback holding it: a client left to
+            # the interpreter's exit can abort the process after a clean stop or a refusal
+            # (temporalio/sdk-python#300).
+            del client
+            gc.collect()
+    if refusal is not None:
+        raise SearchAttributeError(refusal)
+
+
+async def _serve(client: Client, settings: Settings, stop: asyncio.Event) -> None:
     await check_search_attributes(client)
     engine = engine_for(settings)
     with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:

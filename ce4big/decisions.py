@@ -1,26 +1,53 @@
-"""Decisions go to the exchange's workflow as Updates; refusals come back as HTTP errors."""
+"""Decisions go to the exchange's workflow as Updates; refusals come back as HTTP errors.
 
+Every call to Temporal here is bounded (TEMPORAL_TIMEOUT_SECONDS): without a worker an Update
+would wait for ever, and the caller is told the exchange is busy instead. A decision already in
+force in the workflow's live state is answered without an Update: an acknowledged repeat costs
+events in the exchange's history, which is finite.
+"""
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
-from sqlmodel import Session, col
-from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from sqlmodel import Session, col, select
+from temporalio.client import (
+    Client,
+    RPCTimeoutOrCancelledError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from ce4big.domain import HostVerdict
-from ce4big.errors import AppError, Conflict, Forbidden, Invalid, Unavailable
+from ce4big.domain import HostVerdict, Stage, VettingVerdict
+from ce4big.errors import AppError, Busy, Conflict, Forbidden, Invalid, Unavailable
 from ce4big.lifecycle import (
     INVALID_DECISION,
+    REQUESTER,
     WRONG_ACTOR,
     WRONG_STAGE,
     Actor,
+    Amendment,
     DecisionResult,
+    HostReviewDecision,
+    ShortlistDecision,
     SlotData,
+    SlotPick,
     SlotProposal,
+    VettingDecision,
 )
-from ce4big.models import ExchangeCandidate, User, utcnow
+from ce4big.models import ExchangeCandidate, ExchangeEvent, User, utcnow
 from ce4big.schemas import ProposalBody, normalise_slots
+
+# TEMPORAL_TIMEOUT_SECONDS's default, for callers that have no settings at hand.
+DEFAULT_TIMEOUT_SECONDS = 10.0
+BUSY_RETRY_AFTER_SECONDS = 5
+ALREADY_DECIDED = "already decided"
 
 REFUSALS: dict[str, type[AppError]] = {
     WRONG_STAGE: Conflict,
@@ -39,15 +66,63 @@ def actor_for_user(user: User) -> Actor:
     )
 
 
-async def send_decision(
-    *, client: Client, workflow_id: str, update: str, argument: Any
-) -> DecisionResult:
-    """Returns once the workflow accepted the decision; raises the refusal as an AppError."""
-    handle = client.get_workflow_handle(workflow_id)
+InForce = Callable[[Mapping[str, Any]], bool]
+"""Whether the workflow's live state (its `state` query) shows this very decision in force."""
+
+
+class _TimedOut(Exception):
+    pass
+
+
+async def _bounded(call: Callable[[timedelta], Any], deadline: float) -> Any:
+    """`call(rpc_timeout)` until the deadline. The SDK asks again when the server answers an
+    Update early with "admitted", so the RPC timeout alone does not bound an Update."""
+    remaining = max(0.001, deadline - asyncio.get_running_loop().time())
     try:
-        result: DecisionResult = await handle.execute_update(
-            update, argument, result_type=DecisionResult
+        return await asyncio.wait_for(call(timedelta(seconds=remaining)), remaining)
+    except (TimeoutError, RPCTimeoutOrCancelledError):
+        raise _TimedOut from None
+    except RPCError as err:
+        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            raise _TimedOut from None
+        raise
+
+
+def _busy() -> Busy:
+    return Busy(
+        "the exchange is busy: it did not take the decision in time. Try again in a moment;"
+        " sending the same decision again is harmless",
+        retry_after_seconds=BUSY_RETRY_AFTER_SECONDS,
+    )
+
+
+async def send_decision(
+    *,
+    client: Client,
+    workflow_id: str,
+    update: str,
+    argument: Any,
+    wait_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    in_force: InForce | None = None,
+) -> DecisionResult:
+    """Returns once the workflow accepted the decision; raises the refusal as an AppError, and
+    Busy when the workflow does not answer within `wait_seconds` (the decision may still be
+    taken later: Temporal keeps an Update it admitted)."""
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
+    if in_force is not None:
+        state = await _live_state(handle, deadline)
+        if state is not None and in_force(state):
+            return DecisionResult(stage=Stage(state["stage"]), detail=ALREADY_DECIDED)
+    try:
+        result: DecisionResult = await _bounded(
+            lambda rpc_timeout: handle.execute_update(
+                update, argument, result_type=DecisionResult, rpc_timeout=rpc_timeout
+            ),
+            deadline,
         )
+    except _TimedOut:
+        raise _busy() from None
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type in REFUSALS:
@@ -63,16 +138,163 @@ async def send_decision(
     return result
 
 
-async def query_state(*, client: Client, workflow_id: str) -> dict[str, Any] | None:
-    """The workflow's live state, or None when it cannot be asked (closed and cleaned up,
-    or Temporal unreachable): lists and timelines come from SQL either way."""
+async def _live_state(handle: WorkflowHandle[Any, Any], deadline: float) -> dict[str, Any] | None:
+    """The state before a decision; None when the workflow cannot say (the Update will); Busy
+    when it does not answer in time (an Update would not be answered either)."""
     try:
-        state: dict[str, Any] = await client.get_workflow_handle(workflow_id).query(
-            "state", result_type=dict
+        state: dict[str, Any] = await _bounded(
+            lambda rpc_timeout: handle.query("state", result_type=dict, rpc_timeout=rpc_timeout),
+            deadline,
         )
+    except _TimedOut:
+        raise _busy() from None
     except (RPCError, WorkflowQueryFailedError):
         return None
     return state
+
+
+async def query_state(
+    *, client: Client, workflow_id: str, wait_seconds: float = DEFAULT_TIMEOUT_SECONDS
+) -> dict[str, Any] | None:
+    """The workflow's live state, or None when it cannot be asked in time (closed and cleaned
+    up, no worker, or Temporal unreachable): lists and timelines come from SQL either way."""
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    try:
+        state: dict[str, Any] = await _bounded(
+            lambda rpc_timeout: client.get_workflow_handle(workflow_id).query(
+                "state", result_type=dict, rpc_timeout=rpc_timeout
+            ),
+            deadline,
+        )
+    except (_TimedOut, RPCError, WorkflowQueryFailedError):
+        return None
+    return state
+
+
+# ---------------------------------------------------------------- decisions already in force
+# Each answers True only when the workflow's validator would acknowledge the decision as a
+# repeat; anything else goes to the workflow, whose validator has the last word.
+
+
+@dataclass(frozen=True, slots=True)
+class VettingRecord:
+    """The latest vetting verdict or amendment recorded on an exchange."""
+
+    kind: str
+    actor: str
+    note: str
+
+
+VETTING_KINDS = (*(f"vetting_{v.value}" for v in VettingVerdict), "amended")
+
+
+def last_vetting_record(session: Session, exchange_id: int) -> VettingRecord | None:
+    event = session.exec(
+        select(ExchangeEvent)
+        .where(ExchangeEvent.exchange_id == exchange_id, col(ExchangeEvent.kind).in_(VETTING_KINDS))
+        .order_by(col(ExchangeEvent.at).desc(), col(ExchangeEvent.id).desc())
+    ).first()
+    if event is None:
+        return None
+    return VettingRecord(event.kind, event.actor, str((event.detail or {}).get("note") or ""))
+
+
+def vetting_in_force(decision: VettingDecision, last: VettingRecord | None) -> InForce:
+    """The verdict was recorded as the latest, and the workflow has left vetting since (it
+    records the verdict before it moves on; a new round of vetting follows an amendment)."""
+
+    def check(state: Mapping[str, Any]) -> bool:
+        return (
+            state.get("stage") != Stage.VETTING
+            and last is not None
+            and last.kind == f"vetting_{decision.decision}"
+            and last.actor == decision.actor.email
+            and last.note == decision.note
+        )
+
+    return check
+
+
+def amendment_in_force(
+    amendment: Amendment, last: VettingRecord | None, *, title: str, description: str
+) -> InForce:
+    """The amendment was recorded as the latest, its text is the request's, and the amended
+    request still waits for its vetting."""
+
+    def check(state: Mapping[str, Any]) -> bool:
+        return (
+            state.get("stage") == Stage.VETTING
+            and last is not None
+            and last.kind == "amended"
+            and last.actor == amendment.actor.email
+            and last.note == amendment.note
+            and amendment.title in (None, title)
+            and amendment.description in (None, description)
+        )
+
+    return check
+
+
+def shortlist_in_force(decision: ShortlistDecision) -> InForce:
+    def check(state: Mapping[str, Any]) -> bool:
+        shortlist = state.get("shortlist") or []
+        return bool(shortlist) and list(shortlist) == list(decision.organisation_ids)
+
+    return check
+
+
+def host_review_in_force(decision: HostReviewDecision) -> InForce:
+    wanted = "endorsed" if decision.decision == HostVerdict.ENDORSE else "vetoed"
+
+    def check(state: Mapping[str, Any]) -> bool:
+        return any(
+            c.get("organisation_id") == decision.organisation_id
+            and c.get("host_decision") == wanted
+            for c in state.get("candidates") or []
+        )
+
+    return check
+
+
+def proposal_in_force(proposal: SlotProposal) -> InForce:
+    """The requester's proposal is the one open (a reschedule or a new round clears it)."""
+    slots = [{"start": s.start, "end": s.end} for s in proposal.slots]
+
+    def check(state: Mapping[str, Any]) -> bool:
+        open_ = state.get("proposal") or {}
+        return (
+            open_.get("by") == REQUESTER
+            and [{"start": s.get("start"), "end": s.get("end")} for s in open_.get("slots") or []]
+            == slots
+            and open_.get("timezone") == proposal.timezone
+            and open_.get("mode") == proposal.mode
+            and open_.get("location") == proposal.location
+        )
+
+    return check
+
+
+def pick_in_force(pick: SlotPick) -> InForce:
+    """The requester's pick made the meeting that stands (a reschedule or a meeting not held
+    makes a pick new again)."""
+
+    def check(state: Mapping[str, Any]) -> bool:
+        meeting = state.get("meeting") or {}
+        proposal = state.get("proposal") or {}
+        return (
+            meeting.get("status") in ("confirmed", "held")
+            and proposal.get("by") != REQUESTER
+            and _same_instant(str(meeting.get("start")), pick.start)
+        )
+
+    return check
+
+
+def _same_instant(a: str, b: str) -> bool:
+    try:
+        return datetime.fromisoformat(a) == datetime.fromisoformat(b)
+    except ValueError:
+        return False
 
 
 def slot_proposal(body: ProposalBody, actor: Actor, horizon_days: int) -> SlotProposal:

@@ -77,3 +77,15 @@ class LinkRevoked(Conflict):
 class Unavailable(AppError):
     status_code = 503
     code = "unavailable"
+
+
+class Busy(Unavailable):
+    """The exchange's workflow did not answer in time (no worker, or one too slow): the caller
+    may retry, and a repeated decision is harmless."""
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     sign_in_per_address: int = Field(5, ge=1)
     sign_in_per_client: int = Field(20, ge=1)
     sign_in_window_minutes: int = Field(15, ge=1)
+    # How long a web request waits on Temporal (an exchange's start, a decision, the live
+    # state) before it answers 503: a decision waits for a worker to run the workflow's code.
+    temporal_timeout_seconds: float = Field(10.0, gt=0)
+    # Decisions and e-mail link actions per client address in a fixed window, counted in each
+    # web process's memory; more get 429 with Retry-After.
+    decisions_per_client: int = Field(60, ge=1)
+    link_actions_per_client: int = Field(30, ge=1)
+    rate_limit_window_seconds: int = Field(60, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
     catalogue_max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     fairness_open_introductions: int = Field(3, ge=1)

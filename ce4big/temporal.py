@@ -3,6 +3,9 @@
 import asyncio
 from datetime import timedelta
 
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.namespace.v1 import NamespaceConfig
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -39,3 +42,22 @@ class TemporalConnector:
 
 async def connect_temporal(settings: Settings) -> Client:
     return await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+
+
+async def set_retention(client: Client, days: int) -> bool:
+    """Sets how long the namespace keeps closed workflows' histories; False when it already
+    did. The histories hold the decisions' inputs (actors' addresses, notes), which erasing a
+    person in SQL cannot reach: this bounds how long they outlive it."""
+    wanted = Duration(seconds=days * 86400)
+    described = await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=client.namespace)
+    )
+    if described.config.workflow_execution_retention_ttl == wanted:
+        return False
+    await client.workflow_service.update_namespace(
+        UpdateNamespaceRequest(
+            namespace=client.namespace,
+            config=NamespaceConfig(workflow_execution_retention_ttl=wanted),
+        )
+    )
+    return True

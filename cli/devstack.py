@@ -17,14 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
-from google.protobuf.duration_pb2 import Duration
 from sqlalchemy import Engine
-from temporalio.api.namespace.v1 import NamespaceConfig
-from temporalio.api.workflowservice.v1 import (
-    DescribeNamespaceRequest,
-    UpdateNamespaceRequest,
-)
-from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api.main import create_app
@@ -36,7 +29,7 @@ from ce4big.searchattributes import (
 )
 from ce4big.seed import is_seeded, seed_demo
 from ce4big.settings import Settings
-from ce4big.temporal import connect_temporal
+from ce4big.temporal import connect_temporal, set_retention
 from cli.mailsink import start_sink
 from emails.previews import EmailPreviews
 from emails.signin import SignInMailer
@@ -113,25 +106,6 @@ def start_temporal(settings: Settings) -> subprocess.Popen[bytes]:
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
-
-
-async def set_retention(client: Client, days: int) -> bool:
-    """Sets how long the namespace keeps closed workflows' histories; False when it already
-    did. The histories hold the decisions' inputs (actors' addresses, notes), which erasing a
-    person in SQL cannot reach: this bounds how long they outlive it."""
-    wanted = Duration(seconds=days * 86400)
-    described = await client.workflow_service.describe_namespace(
-        DescribeNamespaceRequest(namespace=client.namespace)
-    )
-    if described.config.workflow_execution_retention_ttl == wanted:
-        return False
-    await client.workflow_service.update_namespace(
-        UpdateNamespaceRequest(
-            namespace=client.namespace,
-            config=NamespaceConfig(workflow_execution_retention_ttl=wanted),
-        )
-    )
-    return True
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10) -> None:

@@ -270,8 +270,7 @@ def cmd_temporal_setup(_args: argparse.Namespace) -> int:
         register_search_attributes,
         type_name,
     )
-    from ce4big.temporal import connect_temporal
-    from cli.devstack import set_retention
+    from ce4big.temporal import connect_temporal, set_retention
 
     settings = _settings()
 

@@ -39,6 +39,7 @@ from ce4big.catalogue.matching import rank_candidates
 from ce4big.db import session_scope
 from ce4big.domain import CLUSTERS_BY_ID, Outcome, Role
 from ce4big.exchanges import match_request_for
+from ce4big.gdpr import ERASED_DOMAIN
 from ce4big.i18n import negotiate_language
 from ce4big.lifecycle import PARTNER, REQUESTER, CandidateInfo
 from ce4big.models import (
@@ -339,7 +340,9 @@ class ExchangeActivities:
                 for recipient in resolve_audience(
                     session=session, exchange=exchange, audience=audience
                 ):
-                    recipients.setdefault(recipient.email.lower(), recipient)
+                    # An erased person's pseudonym is no address: nothing is sent to it.
+                    if not recipient.email.lower().endswith("@" + ERASED_DOMAIN):
+                        recipients.setdefault(recipient.email.lower(), recipient)
             if not recipients:
                 activity.logger.warning(
                     "no recipient for %s of exchange %s", data.kind, data.exchange_id

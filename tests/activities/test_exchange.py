@@ -40,6 +40,7 @@ from activities.types import (
     UpdateCandidateInput,
 )
 from ce4big.domain import Outcome
+from ce4big.gdpr import ERASED_DOMAIN
 from ce4big.lifecycle import Meeting
 from ce4big.links import open_link
 from ce4big.mailerrors import TemporaryEmailError
@@ -47,6 +48,7 @@ from ce4big.models import (
     ActionToken,
     EmailLog,
     ExchangeCandidate,
+    Organisation,
     SurveyResponse,
     User,
     utcnow,
@@ -471,6 +473,28 @@ class TestNotify:
         assert REQUESTER_EMAIL not in raw and REQUESTER_NAME.lower() not in raw
         assert "Wallonia Lead Compounds" in text_of(received.parsed())
         action_token(received.parsed())
+
+    async def test_nothing_goes_to_an_erased_contact(
+        self, db: Engine, world: ExchangeWorld, mail: Mail
+    ) -> None:
+        with Session(db) as session:
+            organisation = session.get(Organisation, PARTNER_ID)
+            assert organisation is not None
+            organisation.contact_email = f"erased-0123456789ab@{ERASED_DOMAIN}"
+            session.add(organisation)
+            session.commit()
+
+        result = await notify(
+            mail,
+            world,
+            kind="introduction_request",
+            audiences=[f"partner:{PARTNER_ID}"],
+            action="introduction",
+            email=CandidateEmail(organisation_id=PARTNER_ID, kind="introduction_request"),
+        )
+
+        assert result == NotifyOutput(sent=0) and mail.handler.received == []
+        assert tokens(db, world) == []
 
     async def test_introduction_made_gives_each_side_the_others_contact(
         self, world: ExchangeWorld, mail: Mail

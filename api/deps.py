@@ -1,7 +1,7 @@
 """FastAPI dependencies as Annotated aliases: the one place lookups that can 401/403/404 live."""
 
-from collections.abc import Callable, Iterator
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -9,9 +9,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from temporalio.client import Client
 
+from api.limits import FixedWindowCounter
 from ce4big.db import run_in_session, session_scope
 from ce4big.domain import Role
-from ce4big.errors import Forbidden, Unauthorized
+from ce4big.errors import Forbidden, TooManyRequests, Unauthorized
 from ce4big.models import Exchange, User, utcnow
 from ce4big.security import get_user_by_api_token
 from ce4big.settings import Settings
@@ -153,3 +154,35 @@ async def get_exchange_or_404(exchange_id: int, engine: EngineDep, user: Current
 
 
 ExchangeDep = Annotated[Exchange, Depends(get_exchange_or_404)]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def rate_limited(kind: Literal["decision", "link"]) -> Callable[..., Awaitable[None]]:
+    """Counts a write of this kind against the client address's limit (429 beyond it), before
+    the request is read or authenticated. Reads are not counted."""
+
+    async def check(request: Request, settings: SettingsDep) -> None:
+        if request.method in SAFE_METHODS:
+            return
+        counter: FixedWindowCounter = request.app.state.rate_limits
+        decision = kind == "decision"
+        limit = settings.decisions_per_client if decision else settings.link_actions_per_client
+        wait = counter.hit(
+            f"{kind}:{client_address(request)}",
+            limit=limit,
+            window_seconds=settings.rate_limit_window_seconds,
+        )
+        if wait is not None:
+            what = "decisions" if decision else "uses of e-mail links"
+            raise TooManyRequests(
+                f"too many {what} from this address: wait {wait} s", retry_after_seconds=wait
+            )
+
+    return check
+
+
+DecisionLimit = Depends(rate_limited("decision"))
+LinkLimit = Depends(rate_limited("link"))

@@ -11,11 +11,14 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from api import web
-from api.limits import BodyLimitMiddleware
+from api.deps import LinkLimit
+from api.limits import BodyLimitMiddleware, FixedWindowCounter
 from api.routes import actions, catalogue, core, devmailbox, exchanges, pages, reports, users
 from api.routes.devmailbox import MailPreviews
 from api.templating import STATIC_DIR
@@ -30,6 +33,19 @@ from ce4big.temporal import TemporalConnector
 logger = logging.getLogger(__name__)
 
 POOL_RETRY_AFTER_SECONDS = 2
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# Every response that does not set its own (the pages set a stricter policy of their own).
+DEFAULT_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+# Swagger UI and ReDoc load their scripts and styles from a CDN and run inline code: the
+# policy of their pages forbids framing and foreign forms, not their own code.
+DOCS_PATHS = ("/docs", "/redoc")
+DOCS_CSP = "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+HSTS = "max-age=31536000"
 
 HTTP_CODES = {
     400: "bad_request",
@@ -137,6 +153,49 @@ async def _pool_exhausted(request: Request, exc: Exception) -> Response:
     )
 
 
+def serving_refusal(settings: Settings, host: str) -> str | None:
+    """Why the app may not listen on `host` with these settings, or None. Development settings
+    (the placeholder secret, the dev mailbox of every e-mail) stay on this machine."""
+    if settings.is_development and host not in LOOPBACK_HOSTS:
+        return (
+            f"CE4BIG_ENV is development (the default), which serves only this machine: set"
+            f" CE4BIG_ENV=production and SECRET_KEY to listen on {host}"
+        )
+    return None
+
+
+class SecurityHeaders:
+    """Security headers on every response (the JSON API, OpenAPI and its docs, static files),
+    and HSTS once the app is served over https."""
+
+    def __init__(self, app: ASGIApp, *, https: bool) -> None:
+        self._app = app
+        self._https = https
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        path = str(scope["path"])
+        wanted = dict(DEFAULT_HEADERS)
+        if path.startswith(DOCS_PATHS):
+            wanted["Content-Security-Policy"] = DOCS_CSP
+        if path.startswith("/api/"):
+            wanted["Cache-Control"] = "no-store"
+        if self._https:
+            wanted["Strict-Transport-Security"] = HSTS
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in wanted.items():
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self._app(scope, receive, send_with_headers)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -177,7 +236,9 @@ def create_app(
             return settings.catalogue_max_upload_bytes + catalogue.MULTIPART_OVERHEAD
         return settings.max_body_bytes
 
+    app.state.rate_limits = FixedWindowCounter()
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    app.add_middleware(SecurityHeaders, https=settings.base_url.startswith("https://"))
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -190,7 +251,8 @@ def create_app(
     app.include_router(actions.router, prefix="/api/v1")
     app.include_router(users.router, prefix="/api/v1")
     app.include_router(reports.router, prefix="/api/v1")
-    app.include_router(pages.router)
+    # The pages behind e-mail links act on their POST: counted as link use.
+    app.include_router(pages.router, dependencies=[LinkLimit])
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.is_development:

@@ -72,12 +72,15 @@ def cmd_dev(_args: argparse.Namespace) -> int:
 def cmd_api(_args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.main import create_app
+    from api.main import create_app, serving_refusal
     from emails.previews import EmailPreviews
     from emails.signin import SignInMailer
 
-    _configure_logging()
     settings = _settings()
+    refusal = serving_refusal(settings, settings.ce4big_host)
+    if refusal is not None:
+        raise CommandError(refusal)
+    _configure_logging()
     app = create_app(settings, mail_previews=EmailPreviews(), sign_in_mailer=SignInMailer(settings))
     uvicorn.run(app, host=settings.ce4big_host, port=settings.ce4big_port)
     return 0

@@ -1,12 +1,21 @@
 import socket
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
+import pytest
+import uvicorn
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
-from ce4big.models import ApiToken, utcnow
-from ce4big.settings import Settings
+from api.main import serving_refusal
+from ce4big.models import ApiToken, User, utcnow
+from ce4big.settings import Settings, get_settings
+from cli.main import main as cli_main
 from tests.api.conftest import ClientFactory
 from tests.conftest import make_settings
 from tests.factories import add_organisation, user_with_token
@@ -133,3 +142,124 @@ class TestClusters:
         async with api_client() as client:
             response: httpx.Response = await client.get("/api/v1/clusters")
         assert response.status_code == 401
+
+
+class TestCommitBeforeResponse:
+    async def test_a_commit_that_fails_answers_5xx_and_saves_nothing(
+        self, api_client: ClientFactory, session: Session
+    ) -> None:
+        _, admin = user_with_token(session, "admin@ce4big.example", "admin")
+
+        def mark(db_session: OrmSession, *_: object) -> None:
+            if any(isinstance(o, User) and o.email == "new@ce4big.example" for o in db_session.new):
+                db_session.info["doomed"] = True
+
+        def fail(db_session: OrmSession) -> None:
+            if db_session.info.get("doomed"):
+                raise OperationalError("COMMIT", {}, Exception("disk full"))
+
+        event.listen(OrmSession, "before_flush", mark)
+        event.listen(OrmSession, "before_commit", fail)
+        try:
+            async with api_client() as client:
+                response = await client.post(
+                    "/api/v1/users",
+                    json={"email": "new@ce4big.example", "role": "manager"},
+                    headers=bearer(admin),
+                )
+        finally:
+            event.remove(OrmSession, "before_flush", mark)
+            event.remove(OrmSession, "before_commit", fail)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "unavailable"
+        session.expire_all()
+        assert session.exec(select(User).where(User.email == "new@ce4big.example")).all() == []
+
+
+class TestSecurityHeaders:
+    async def test_the_api_openapi_and_docs_send_them(self, api_client: ClientFactory) -> None:
+        async with api_client() as client:
+            answers = {path: await client.get(path) for path in ("/api/v1/me", "/openapi.json")}
+            docs = await client.get("/docs")
+        for path, response in answers.items():
+            assert response.headers["X-Content-Type-Options"] == "nosniff", path
+            assert response.headers["X-Frame-Options"] == "DENY", path
+            assert response.headers["Referrer-Policy"] == "no-referrer", path
+            assert "default-src 'none'" in response.headers["Content-Security-Policy"], path
+            assert "Strict-Transport-Security" not in response.headers, path
+        assert answers["/api/v1/me"].headers["Cache-Control"] == "no-store"
+        assert docs.status_code == 200
+        assert docs.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in docs.headers["Content-Security-Policy"]
+
+    async def test_pages_keep_their_own_policy(self, api_client: ClientFactory) -> None:
+        async with api_client() as client:
+            page = await client.get("/login")
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+
+    async def test_hsts_once_the_base_url_is_https(
+        self, api_client: ClientFactory, settings: Settings
+    ) -> None:
+        https = make_settings(settings.database_url, base_url="https://exchange.ce4big.example")
+        async with api_client(https) as client:
+            response = await client.get("/api/v1/me")
+            static = await client.get("/static/app.css")
+        assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+        assert static.headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+class TestBodyLimit:
+    async def test_a_chunked_body_over_the_limit_is_413(
+        self, api_client: ClientFactory, session: Session
+    ) -> None:
+        _, admin = user_with_token(session, "admin@ce4big.example", "admin")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b'{"email": "big@ce4big.example", "role": "manager", "name": "'
+            for _ in range(40):
+                yield b"x" * 50_000
+            yield b'"}'
+
+        async with api_client() as client:
+            response = await client.post(
+                "/api/v1/users",
+                content=chunks(),
+                headers={**bearer(admin), "Content-Type": "application/json"},
+            )
+        assert "content-length" not in response.request.headers
+        assert response.status_code == 413, response.text
+        assert response.json()["error"]["code"] == "payload_too_large"
+
+
+class TestServing:
+    def test_development_settings_are_served_on_this_machine_only(self) -> None:
+        development = make_settings(ce4big_env="development")
+        production = make_settings(ce4big_env="production")
+        assert serving_refusal(development, "127.0.0.1") is None
+        assert serving_refusal(development, "localhost") is None
+        assert serving_refusal(production, "0.0.0.0") is None
+        refusal = serving_refusal(development, "0.0.0.0")
+        assert refusal is not None and "CE4BIG_ENV" in refusal and "\n" not in refusal
+
+    def test_ce4big_api_refuses_to_listen_beyond_this_machine_in_development(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        served: list[object] = []
+        monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: served.append(args))
+        monkeypatch.chdir(tmp_path)
+        for name, value in {
+            "CE4BIG_ENV": "development",
+            "CE4BIG_HOST": "0.0.0.0",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
+        }.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        try:
+            with pytest.raises(SystemExit) as exited:
+                cli_main(["api"])
+        finally:
+            get_settings.cache_clear()
+        assert exited.value.code == 1
+        assert served == []
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "CE4BIG_ENV" in lines[0] and "0.0.0.0" in lines[0]

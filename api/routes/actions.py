@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from api.deps import EngineDep, SettingsDep, TemporalDep
+from api.deps import EngineDep, LinkLimit, SettingsDep, TemporalDep
 from ce4big.links import act_on_link, describe_link, open_link_async
 from ce4big.models import DecisionPublic
 from ce4big.schemas import ActionBody
@@ -20,7 +20,7 @@ async def read_action(token: Token, engine: EngineDep, client: TemporalDep) -> d
     return await describe_link(engine=engine, client=client, link=link)
 
 
-@router.post("/{token}")
+@router.post("/{token}", dependencies=[LinkLimit])
 async def take_action(
     token: Token,
     body: ActionBody,

@@ -4,12 +4,14 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, status
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 from temporalio.client import Client
 
 from api.deps import (
     CurrentUser,
+    DecisionLimit,
     EngineDep,
     ExchangeDep,
     SessionDep,
@@ -19,15 +21,31 @@ from api.deps import (
 from ce4big.catalogue.matching import rank_candidates
 from ce4big.db import run_in_session
 from ce4big.decisions import (
+    InForce,
+    VettingRecord,
     actor_for_user,
+    amendment_in_force,
+    host_review_in_force,
+    last_vetting_record,
     note_host_decision,
+    pick_in_force,
+    proposal_in_force,
     query_state,
     send_decision,
+    shortlist_in_force,
     slot_proposal,
+    vetting_in_force,
 )
 from ce4big.domain import Role, Stage
 from ce4big.errors import Forbidden, Invalid
-from ce4big.exchanges import match_request_for, start_exchange_workflow, workflow_id_for
+from ce4big.exchanges import (
+    candidate_facts,
+    discard_unstarted_exchange,
+    disclosure_for,
+    match_request_for,
+    start_exchange_workflow,
+    workflow_id_for,
+)
 from ce4big.lifecycle import (
     Amendment,
     Closure,
@@ -50,7 +68,6 @@ from ce4big.models import (
     ExchangePublic,
     ExchangesPublic,
     Organisation,
-    TimelineEntry,
     User,
     utcnow,
 )
@@ -64,6 +81,7 @@ from ce4big.schemas import (
     SurveyBody,
     VettingBody,
 )
+from ce4big.settings import Settings
 from ce4big.visibility import visible_exchanges
 
 router = APIRouter(prefix="/exchanges", tags=["exchanges"])
@@ -99,29 +117,42 @@ async def create_exchange(
         raise Forbidden("only an SME user with an organisation submits an exchange request")
     if user.cluster_id in body.target_clusters and len(body.target_clusters) == 1:
         raise Invalid("target_clusters: a partner is sought in another cluster than your own")
-    exchange = await run_in_session(
+    exchange, created = await run_in_session(
         engine,
         lambda session: _insert_or_find(session=session, user=user, body=body, key=idempotency_key),
     )
-    assert exchange.id is not None
-    # Starting is idempotent too (one workflow id per exchange), so a retry after a failed
-    # start finishes the job.
-    await start_exchange_workflow(client=client, settings=settings, exchange=exchange)
+    exchange_id = exchange.id
+    assert exchange_id is not None
+    # Starting is idempotent too (one workflow id per exchange), so a retry with the same key
+    # after a failed start finishes the job.
+    try:
+        await start_exchange_workflow(client=client, settings=settings, exchange=exchange)
+    except Exception:
+        # No workflow will ever serve a request this call saved: it goes too, so that a retry
+        # without a key does not leave it behind.
+        if created:
+            await run_in_session(
+                engine,
+                lambda session: discard_unstarted_exchange(
+                    session=session, exchange_id=exchange_id
+                ),
+            )
+        raise
     if exchange.workflow_id is None:
-        exchange.workflow_id = workflow_id_for(exchange.id)
+        exchange.workflow_id = workflow_id_for(exchange_id)
         await run_in_session(engine, lambda session: session.add(exchange))
     return public(exchange)
 
 
 def _insert_or_find(
     *, session: Session, user: User, body: ExchangeCreate, key: str | None
-) -> Exchange:
-    """The exchange for this idempotency key, created if new; committed before the workflow
-    starts so that the workflow's activities find it."""
+) -> tuple[Exchange, bool]:
+    """The exchange for this idempotency key, created if new (True); committed before the
+    workflow starts so that the workflow's activities find it."""
     assert user.id is not None and user.cluster_id is not None
     exchange = _find_by_key(session, user, key) if key else None
     if exchange is not None:
-        return exchange
+        return exchange, False
     exchange = Exchange(
         **body.model_dump(mode="json"),
         requester_id=user.id,
@@ -139,7 +170,8 @@ def _insert_or_find(
         exchange = _find_by_key(session, user, key or "")
         if exchange is None:
             raise
-    return exchange
+        return exchange, False
+    return exchange, True
 
 
 @router.get("")
@@ -167,21 +199,45 @@ def list_exchanges(
 
 @router.get("/{exchange_id}")
 async def read_exchange(
-    exchange: ExchangeDep, engine: EngineDep, client: TemporalDep
+    exchange: ExchangeDep,
+    engine: EngineDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    user: CurrentUser,
 ) -> ExchangeDetail:
-    assert exchange.id is not None
+    """The exchange with its live state and timeline, as the caller may see them (see
+    `ce4big.exchanges.Disclosure`: a partner is named to the requester only once it accepted,
+    a host broker sees its own cluster's candidates only)."""
+    exchange_id = exchange.id
+    assert exchange_id is not None
     query = (
         select(ExchangeEvent)
-        .where(ExchangeEvent.exchange_id == exchange.id)
+        .where(ExchangeEvent.exchange_id == exchange_id)
         .order_by(col(ExchangeEvent.at), col(ExchangeEvent.id))
     )
-    events = await run_in_session(engine, lambda session: session.exec(query).all())
-    state = await query_state(client=client, workflow_id=workflow_id_for(exchange.id))
-    return ExchangeDetail(
-        **public(exchange).model_dump(),
-        state=state,
-        timeline=[TimelineEntry.model_validate(e, from_attributes=True) for e in events],
+    events, candidates = await run_in_session(
+        engine,
+        lambda session: (
+            session.exec(query).all(),
+            candidate_facts(session=session, exchange_id=exchange_id),
+        ),
     )
+    state = await query_state(
+        client=client,
+        workflow_id=workflow_id_for(exchange_id),
+        wait_seconds=settings.temporal_timeout_seconds,
+    )
+    seen = disclosure_for(user=user, exchange=exchange, candidates=candidates, state=state)
+    return ExchangeDetail(
+        **public(exchange).model_dump(), state=seen.state(state), timeline=seen.events(events)
+    )
+
+
+def _host_cluster(user: User, exchange: Exchange) -> str | None:
+    """The cluster of a broker who sees the exchange as a host only."""
+    if user.role == Role.BROKER and user.cluster_id != exchange.home_cluster:
+        return user.cluster_id
+    return None
 
 
 @router.get("/{exchange_id}/candidates")
@@ -190,13 +246,18 @@ def list_candidates(
 ) -> list[CandidatePublic]:
     if user.role == Role.SME:
         raise Forbidden("candidates are for brokers and managers")
-    stored = session.exec(
+    # A host broker sees the candidates of its own cluster, not whom else was considered.
+    host = _host_cluster(user, exchange)
+    query = (
         select(ExchangeCandidate, Organisation)
         .join(Organisation, col(Organisation.id) == ExchangeCandidate.organisation_id)
         .where(ExchangeCandidate.exchange_id == exchange.id)
         .order_by(col(ExchangeCandidate.rank), col(ExchangeCandidate.organisation_id))
-    ).all()
-    if stored:
+    )
+    if host is not None:
+        query = query.where(Organisation.cluster_id == host)
+    stored = session.exec(query).all()
+    if stored or host is not None:
         return [
             CandidatePublic(
                 **candidate.model_dump(
@@ -232,55 +293,100 @@ def list_candidates(
     ]
 
 
-async def _decide(client: Client, exchange: Exchange, update: str, argument: Any) -> DecisionPublic:
+async def _decide(
+    client: Client,
+    settings: Settings,
+    exchange: Exchange,
+    update: str,
+    argument: Any,
+    in_force: InForce | None = None,
+) -> DecisionPublic:
     assert exchange.id is not None
     result = await send_decision(
-        client=client, workflow_id=workflow_id_for(exchange.id), update=update, argument=argument
+        client=client,
+        workflow_id=workflow_id_for(exchange.id),
+        update=update,
+        argument=argument,
+        wait_seconds=settings.temporal_timeout_seconds,
+        in_force=in_force,
     )
     return DecisionPublic(exchange_id=exchange.id, stage=result.stage, detail=result.detail)
 
 
-@router.post("/{exchange_id}/vetting")
+async def _last_vetting_record(engine: Engine, exchange: Exchange) -> VettingRecord | None:
+    exchange_id = exchange.id
+    assert exchange_id is not None
+    return await run_in_session(engine, lambda session: last_vetting_record(session, exchange_id))
+
+
+@router.post("/{exchange_id}/vetting", dependencies=[DecisionLimit])
 async def vet_exchange(
-    body: VettingBody, exchange: ExchangeDep, client: TemporalDep, user: CurrentUser
+    body: VettingBody,
+    exchange: ExchangeDep,
+    engine: EngineDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    user: CurrentUser,
 ) -> DecisionPublic:
     decision = VettingDecision(actor_for_user(user), body.decision, body.note)
-    return await _decide(client, exchange, "vet", decision)
+    in_force = vetting_in_force(decision, await _last_vetting_record(engine, exchange))
+    return await _decide(client, settings, exchange, "vet", decision, in_force)
 
 
-@router.post("/{exchange_id}/amend")
+@router.post("/{exchange_id}/amend", dependencies=[DecisionLimit])
 async def amend_exchange(
     body: ExchangeAmend,
     exchange: ExchangeDep,
     engine: EngineDep,
     client: TemporalDep,
+    settings: SettingsDep,
     user: CurrentUser,
 ) -> DecisionPublic:
     _require_requester(user, exchange)
-    result = await _decide(client, exchange, "amend", Amendment(actor_for_user(user), body.note))
-    # The workflow accepted the amendment: only now does the request text change.
-    changes = body.model_dump(include={"title", "description"}, exclude_none=True)
-    for name, value in changes.items():
-        setattr(exchange, name, value)
-    exchange.updated_at = utcnow()
-    await run_in_session(engine, lambda session: session.add(exchange))
+    amendment = Amendment(actor_for_user(user), body.note, body.title, body.description)
+    in_force = amendment_in_force(
+        amendment,
+        await _last_vetting_record(engine, exchange),
+        title=exchange.title,
+        description=exchange.description,
+    )
+    result = await _decide(client, settings, exchange, "amend", amendment, in_force)
+    # The workflow accepted the amendment (or this very one again, while the amended request
+    # waits for its vetting): only now does the request text change.
+    changes = {
+        name: value
+        for name, value in body.model_dump(include={"title", "description"}).items()
+        if value is not None and getattr(exchange, name) != value
+    }
+    if changes:
+        for name, value in changes.items():
+            setattr(exchange, name, value)
+        exchange.updated_at = utcnow()
+        await run_in_session(engine, lambda session: session.add(exchange))
     return result
 
 
-@router.post("/{exchange_id}/shortlist")
+@router.post("/{exchange_id}/shortlist", dependencies=[DecisionLimit])
 async def set_shortlist(
-    body: ShortlistBody, exchange: ExchangeDep, client: TemporalDep, user: CurrentUser
+    body: ShortlistBody,
+    exchange: ExchangeDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    user: CurrentUser,
 ) -> DecisionPublic:
     decision = ShortlistDecision(actor_for_user(user), list(body.organisation_ids))
-    return await _decide(client, exchange, "set_shortlist", decision)
+    return await _decide(
+        client, settings, exchange, "set_shortlist", decision, shortlist_in_force(decision)
+    )
 
 
-@router.post("/{exchange_id}/host-review")
+@router.post("/{exchange_id}/host-review", dependencies=[DecisionLimit])
 async def host_review(
     body: HostReviewBody,
     exchange: ExchangeDep,
     engine: EngineDep,
     client: TemporalDep,
+    settings: SettingsDep,
     user: CurrentUser,
 ) -> DecisionPublic:
     organisation = await run_in_session(
@@ -293,7 +399,9 @@ async def host_review(
     decision = HostReviewDecision(
         actor_for_user(user), body.organisation_id, body.decision, body.note
     )
-    result = await _decide(client, exchange, "host_review", decision)
+    result = await _decide(
+        client, settings, exchange, "host_review", decision, host_review_in_force(decision)
+    )
     exchange_id = exchange.id
     assert exchange_id is not None
     await run_in_session(
@@ -308,7 +416,7 @@ async def host_review(
     return result
 
 
-@router.post("/{exchange_id}/meeting/proposals")
+@router.post("/{exchange_id}/meeting/proposals", dependencies=[DecisionLimit])
 async def propose_slots(
     body: ProposalBody,
     exchange: ExchangeDep,
@@ -318,62 +426,89 @@ async def propose_slots(
 ) -> DecisionPublic:
     _require_requester(user, exchange)
     proposal = slot_proposal(body, actor_for_user(user), settings.slot_horizon_days)
-    return await _decide(client, exchange, "propose_slots", proposal)
-
-
-@router.post("/{exchange_id}/meeting/pick")
-async def pick_slot(
-    body: PickBody, exchange: ExchangeDep, client: TemporalDep, user: CurrentUser
-) -> DecisionPublic:
-    _require_requester(user, exchange)
     return await _decide(
-        client, exchange, "pick_slot", SlotPick(actor_for_user(user), body.start.isoformat())
+        client, settings, exchange, "propose_slots", proposal, proposal_in_force(proposal)
     )
 
 
-@router.post("/{exchange_id}/meeting/cancel")
+@router.post("/{exchange_id}/meeting/pick", dependencies=[DecisionLimit])
+async def pick_slot(
+    body: PickBody,
+    exchange: ExchangeDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+) -> DecisionPublic:
+    _require_requester(user, exchange)
+    pick = SlotPick(actor_for_user(user), body.start.isoformat())
+    return await _decide(client, settings, exchange, "pick_slot", pick, pick_in_force(pick))
+
+
+@router.post("/{exchange_id}/meeting/cancel", dependencies=[DecisionLimit])
 async def cancel_meeting(
-    body: ReasonBody, exchange: ExchangeDep, client: TemporalDep, user: CurrentUser
+    body: ReasonBody,
+    exchange: ExchangeDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    user: CurrentUser,
 ) -> DecisionPublic:
     _require_requester(user, exchange)
     cancellation = MeetingCancellation(actor_for_user(user), body.reason)
-    return await _decide(client, exchange, "cancel_meeting", cancellation)
+    return await _decide(client, settings, exchange, "cancel_meeting", cancellation)
 
 
-@router.post("/{exchange_id}/meeting/not-held")
+@router.post("/{exchange_id}/meeting/not-held", dependencies=[DecisionLimit])
 async def report_not_held(
-    body: ReasonBody, exchange: ExchangeDep, client: TemporalDep, user: CurrentUser
+    body: ReasonBody,
+    exchange: ExchangeDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    user: CurrentUser,
 ) -> DecisionPublic:
     _require_requester(user, exchange)
     report = NotHeldReport(actor_for_user(user), body.reason)
-    return await _decide(client, exchange, "report_not_held", report)
+    return await _decide(client, settings, exchange, "report_not_held", report)
 
 
-@router.post("/{exchange_id}/survey")
+@router.post("/{exchange_id}/survey", dependencies=[DecisionLimit])
 async def answer_survey(
-    body: SurveyBody, exchange: ExchangeDep, client: TemporalDep, user: CurrentUser
+    body: SurveyBody,
+    exchange: ExchangeDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    user: CurrentUser,
 ) -> DecisionPublic:
     _require_requester(user, exchange)
     answer = SurveyAnswer(
         actor_for_user(user), body.outcome, body.satisfaction, body.recommend, body.comment
     )
-    return await _decide(client, exchange, "answer_survey", answer)
+    return await _decide(client, settings, exchange, "answer_survey", answer)
 
 
-@router.post("/{exchange_id}/withdraw")
+@router.post("/{exchange_id}/withdraw", dependencies=[DecisionLimit])
 async def withdraw_exchange(
-    exchange: ExchangeDep, client: TemporalDep, user: CurrentUser, body: ReasonBody | None = None
+    exchange: ExchangeDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    body: ReasonBody | None = None,
 ) -> DecisionPublic:
     _require_requester(user, exchange)
     reason = body.reason if body else ""
-    return await _decide(client, exchange, "withdraw", Closure(actor_for_user(user), reason))
+    closure = Closure(actor_for_user(user), reason)
+    return await _decide(client, settings, exchange, "withdraw", closure)
 
 
-@router.post("/{exchange_id}/cancel")
+@router.post("/{exchange_id}/cancel", dependencies=[DecisionLimit])
 async def cancel_exchange(
-    exchange: ExchangeDep, client: TemporalDep, user: CurrentUser, body: ReasonBody | None = None
+    exchange: ExchangeDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    user: CurrentUser,
+    body: ReasonBody | None = None,
 ) -> DecisionPublic:
     if user.role not in (Role.MANAGER, Role.ADMIN):
         raise Forbidden("only a manager cancels an exchange")
     reason = body.reason if body else ""
-    return await _decide(client, exchange, "cancel", Closure(actor_for_user(user), reason))
+    closure = Closure(actor_for_user(user), reason)
+    return await _decide(client, settings, exchange, "cancel", closure)

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from starlette.datastructures import FormData
 from temporalio.client import Client
 
-from api.deps import EngineDep, SettingsDep, TemporalDep
+from api.deps import DecisionLimit, EngineDep, SettingsDep, TemporalDep
 from api.routes.exchanges import host_review, list_candidates, set_shortlist, vet_exchange
 from api.web.forms import FormErrors, form_text, from_refusal, from_validation
 from api.web.visitor import SignedInDep, Visitor, checked_form, page, redirect, require_role
@@ -159,7 +159,7 @@ async def vet_form(
     )
 
 
-@router.post("/exchanges/{exchange_id}/vet")
+@router.post("/exchanges/{exchange_id}/vet", dependencies=[DecisionLimit])
 async def vet(
     request: Request,
     exchange_id: int,
@@ -174,7 +174,14 @@ async def vet(
     assert visitor.user is not None
     try:
         body = VettingBody.model_validate(typed)
-        await vet_exchange(body, facts.exchange, client, visitor.user)
+        await vet_exchange(
+            body=body,
+            exchange=facts.exchange,
+            engine=engine,
+            client=client,
+            settings=settings,
+            user=visitor.user,
+        )
     except ValidationError as exc:
         errors, status_code = from_validation(exc, VET_MESSAGES), 422
     except (Invalid, Conflict) as exc:
@@ -267,7 +274,7 @@ def _ordered_picks(form: FormData, errors: FormErrors) -> tuple[list[str], dict[
     return ordered, typed
 
 
-@router.post("/exchanges/{exchange_id}/shortlist")
+@router.post("/exchanges/{exchange_id}/shortlist", dependencies=[DecisionLimit])
 async def shortlist(
     request: Request,
     exchange_id: int,
@@ -286,7 +293,13 @@ async def shortlist(
     if not errors:
         try:
             body = ShortlistBody.model_validate({"organisation_ids": ordered})
-            await set_shortlist(body, facts.exchange, client, visitor.user)
+            await set_shortlist(
+                body=body,
+                exchange=facts.exchange,
+                client=client,
+                settings=settings,
+                user=visitor.user,
+            )
         except ValidationError as exc:
             errors = from_validation(exc, SHORTLIST_MESSAGES, controls)
         except (Invalid, Conflict) as exc:
@@ -393,7 +406,7 @@ async def host_review_form(
     return _host_review_page(request, visitor, settings, facts, reviews)
 
 
-@router.post("/exchanges/{exchange_id}/host-review")
+@router.post("/exchanges/{exchange_id}/host-review", dependencies=[DecisionLimit])
 async def review(
     request: Request,
     exchange_id: int,
@@ -412,7 +425,14 @@ async def review(
     assert visitor.user is not None
     try:
         body = HostReviewBody.model_validate(typed)
-        await host_review(body, facts.exchange, engine, client, visitor.user)
+        await host_review(
+            body=body,
+            exchange=facts.exchange,
+            engine=engine,
+            client=client,
+            settings=settings,
+            user=visitor.user,
+        )
     except ValidationError as exc:
         errors, status_code = from_validation(exc, HOST_MESSAGES, controls), 422
     except (Invalid, Conflict) as exc:

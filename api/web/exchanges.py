@@ -20,7 +20,7 @@ from sqlmodel import Session, col, func, select
 from starlette.datastructures import FormData
 from temporalio.client import Client
 
-from api.deps import EngineDep, SettingsDep, get_temporal
+from api.deps import DecisionLimit, EngineDep, SettingsDep, get_temporal
 from api.routes.exchanges import (
     amend_exchange,
     answer_survey,
@@ -52,7 +52,7 @@ from ce4big.domain import (
     cluster_name,
 )
 from ce4big.errors import AppError, Conflict, Forbidden, Invalid, Unavailable
-from ce4big.exchanges import workflow_id_for
+from ce4big.exchanges import CandidateFacts, disclosure_for, workflow_id_for
 from ce4big.i18n import N_, format_span, label, translate, translations
 from ce4big.models import (
     DESCRIPTION_MAX,
@@ -64,6 +64,7 @@ from ce4big.models import (
     ExchangeEvent,
     ExchangeStage,
     Organisation,
+    TimelineEntry,
     User,
     utcnow,
 )
@@ -320,10 +321,11 @@ def _waiting_words(language: str, waiting_on: Sequence[str], *, for_sme: bool) -
         elif kind in ("home_broker", "home_brokers"):
             text = translate(language, N_("the home cluster's broker"))
         elif kind in ("host_broker", "host_brokers"):
-            # An SME is not told in which clusters its candidates are.
+            # An SME, or the host broker of another cluster, is not told in which clusters the
+            # candidates are.
             text = (
                 translate(language, N_("the partners' clusters"))
-                if for_sme
+                if for_sme or not detail
                 else translate(
                     language, N_("the host broker of %(cluster)s"), cluster=cluster_name(detail)
                 )
@@ -617,8 +619,8 @@ async def submit_exchange(
     except ValidationError as exc:
         state.problems = _validation_problems(visitor.language, exc)
         return _request_page(request, visitor, settings, state, status_code=422)
-    client = await get_temporal(request)
     try:
+        client = await get_temporal(request)
         created = await create_exchange(
             body=body,
             engine=engine,
@@ -630,6 +632,16 @@ async def submit_exchange(
     except Invalid as exc:
         state.problems = [_app_error_problem(visitor.language, exc)]
         return _request_page(request, visitor, settings, state, status_code=422)
+    except Unavailable:
+        # Nothing was kept (see create_exchange): the form comes back as typed, to send again.
+        state.problems = [
+            Problem(None, translate(visitor.language, message))
+            for message in (
+                N_("The service is busy"),
+                N_("Nothing was recorded. Please try again in a minute."),
+            )
+        ]
+        return _request_page(request, visitor, settings, state, status_code=503)
     return redirect(f"/exchanges/{created.id}?done=created")
 
 
@@ -766,7 +778,7 @@ SLOTS_BY = {
 }
 
 
-def _event_text(language: str, event: ExchangeEvent) -> str:
+def _event_text(language: str, event: TimelineEntry) -> str:
     detail = event.detail or {}
     if event.kind == "stage_entered":
         stage = label(language, Stage, str(detail.get("stage", "")))
@@ -781,7 +793,7 @@ def _event_text(language: str, event: ExchangeEvent) -> str:
 
 
 def _timeline(
-    language: str, events: Sequence[ExchangeEvent], *, for_sme: bool
+    language: str, events: Sequence[TimelineEntry], *, for_sme: bool
 ) -> list[TimelineItem]:
     items = []
     for event in events:
@@ -855,17 +867,28 @@ def exchange_view(
     state: dict[str, Any] | None,
     now: datetime,
 ) -> ExchangeView:
-    """The exchange as this visitor may see it: an SME sees nothing of the candidates, their
-    clusters' reviews or any partner before one accepted (double opt-in)."""
+    """The exchange as this visitor may see it (`ce4big.exchanges.Disclosure`): an SME sees
+    nothing of the candidates, their clusters' reviews or any partner before one accepted
+    (double opt-in); the host broker of a cluster sees its own cluster's candidates only."""
     user = visitor.user
     assert user is not None
     language = visitor.language
     exchange = facts.exchange
     for_sme = user.role == Role.SME
     is_requester = for_sme and user.id == exchange.requester_id
+    seen = disclosure_for(
+        user=user,
+        exchange=exchange,
+        candidates=[
+            CandidateFacts(o.id, o.cluster_id, o.contact_email, c.intro_status == "accepted")
+            for c, o in facts.candidates
+        ],
+        state=state,
+    )
+    state = seen.state(state)
     open_spell = next((s for s in reversed(facts.spells) if s.left_at is None), None)
     stage = Stage(open_spell.stage if open_spell else exchange.status)
-    waiting_on = list(open_spell.waiting_on) if open_spell else []
+    waiting_on = seen.waiting_on(open_spell.waiting_on) if open_spell else []
     since = _aware(open_spell.entered_at) if open_spell else None
     deadline = _aware(open_spell.deadline_at) if open_spell else None
     # The workflow answers first-hand; SQL records each step a moment later.
@@ -880,7 +903,7 @@ def exchange_view(
     }
 
     requester_zone = _user_zone(facts.requester)
-    partner = facts.partner
+    partner = facts.partner if facts.partner and seen.sees(facts.partner.id) else None
     partner_cluster = CLUSTERS_BY_ID.get(partner.cluster_id) if partner else None
     zones: list[tuple[str, str]] = []
     if not is_requester:
@@ -899,7 +922,7 @@ def exchange_view(
                 proposal.append(_moment(language, start, end, visitor.timezone, zones))
     meeting = None
     mode = location = ""
-    if stage in (Stage.MEETING_SCHEDULED, Stage.FOLLOW_UP):
+    if stage in (Stage.MEETING_SCHEDULED, Stage.FOLLOW_UP) and partner is not None:
         held = (live or {}).get("meeting") or next(
             (e.detail for e in reversed(facts.events) if e.kind == "meeting_scheduled"), None
         )
@@ -968,7 +991,7 @@ def exchange_view(
         since=since,
         deadline=deadline,
         overdue=deadline is not None and deadline <= now,
-        timeline=_timeline(language, facts.events, for_sme=for_sme),
+        timeline=_timeline(language, seen.events(facts.events), for_sme=for_sme),
         facts=[(translate(language, name), value) for name, value in facts_list if value],
         actions=actions,
         links=[(href, translate(language, text)) for href, text in links],
@@ -984,6 +1007,7 @@ def exchange_view(
                 intro_status=c.intro_status,
             )
             for c, o in facts.candidates
+            if seen.sees(o.id)
         ],
         meeting=meeting,
         meeting_mode=mode,
@@ -1000,7 +1024,12 @@ async def _live_state(request: Request, exchange_id: int) -> dict[str, Any] | No
         client = await get_temporal(request)
     except Unavailable:
         return None
-    return await query_state(client=client, workflow_id=workflow_id_for(exchange_id))
+    settings: Settings = request.app.state.settings
+    return await query_state(
+        client=client,
+        workflow_id=workflow_id_for(exchange_id),
+        wait_seconds=settings.temporal_timeout_seconds,
+    )
 
 
 async def _exchange_page(
@@ -1222,7 +1251,7 @@ def _add_requester_action(action: RequesterAction) -> None:
         engine: EngineDep,
         settings: SettingsDep,
     ) -> Response:
-        # Some handlers also need the engine (amend) or the settings (slots).
+        # Some handlers also need the engine (amend).
         extra = {
             name: value
             for name, value in (("engine", engine), ("settings", settings))
@@ -1249,6 +1278,7 @@ def _add_requester_action(action: RequesterAction) -> None:
         route,
         methods=["POST"],
         name=f"exchange_{action.form_name}",
+        dependencies=[DecisionLimit],
     )
 
 
@@ -1343,7 +1373,7 @@ async def _close(
 ) -> Response:
     async def act(body: ReasonBody, exchange: Exchange, client: Client, user: User) -> None:
         close = withdraw_exchange if what == "withdraw" else cancel_exchange
-        await close(exchange=exchange, client=client, user=user, body=body)
+        await close(exchange=exchange, client=client, settings=settings, user=user, body=body)
 
     async def render(state: FormState, status_code: int) -> HTMLResponse:
         exchange = await _visible_exchange(engine, visitor, exchange_id)
@@ -1375,7 +1405,7 @@ async def confirm_withdraw(
     return await _confirm(request, visitor, engine, settings, exchange_id, "withdraw")
 
 
-@router.post("/exchanges/{exchange_id}/withdraw")
+@router.post("/exchanges/{exchange_id}/withdraw", dependencies=[DecisionLimit])
 async def withdraw(
     request: Request,
     exchange_id: int,
@@ -1397,7 +1427,7 @@ async def confirm_cancel(
     return await _confirm(request, visitor, engine, settings, exchange_id, "cancel")
 
 
-@router.post("/exchanges/{exchange_id}/cancel")
+@router.post("/exchanges/{exchange_id}/cancel", dependencies=[DecisionLimit])
 async def cancel(
     request: Request,
     exchange_id: int,

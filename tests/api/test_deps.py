@@ -29,6 +29,9 @@ class SlowUpdates:
     def get_workflow_handle(self, workflow_id: str) -> "SlowUpdates":
         return self
 
+    async def query(self, query: str, **_: Any) -> dict[str, Any]:
+        return {"stage": "vetting", "waiting_on": ["home_broker"]}
+
     async def execute_update(self, update: str, argument: Any, **_: Any) -> DecisionResult:
         self.started.set()
         await self.release.wait()

@@ -1,15 +1,27 @@
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from ce4big.models import Exchange
+from ce4big.models import Exchange, ExchangeEvent
+from ce4big.settings import Settings
+from tests.api.conftest import ClientFactory
+from tests.api.test_lifecycle import LINK, mail_to, text_part
+from tests.api.test_web_broker import sign_in
 from tests.api.world import REQUEST, World, running_world
+from tests.conftest import make_settings
+from tests.factories import add_organisation, user_with_token
+from tests.polling import eventually
 
 ROLES = ["sme", "other_sme", "broker", "host_biom", "other_broker", "manager", "admin"]
 
@@ -63,7 +75,8 @@ class TestCreate:
             if detail["timeline"]:
                 break
             await asyncio.sleep(0.05)
-        assert [e["kind"] for e in detail["timeline"]] == ["submitted"]
+        # The stage entry is recorded right after, maybe already.
+        assert [e["kind"] for e in detail["timeline"]][:1] == ["submitted"]
         for _ in range(600):
             if world.mail.received:
                 break
@@ -366,3 +379,222 @@ class TestRoleMatrix:
         assert response.status_code == 404
         anonymous = await world.client.request(method, path, json=body)
         assert anonymous.status_code == 401
+
+
+class TestAmendOnlyWhileItWaitsForVetting:
+    async def test_a_repeated_amendment_after_approval_is_409_and_keeps_the_vetted_text(
+        self, world: World, session: Session
+    ) -> None:
+        exchange_id = await world.create()
+        await until_stage(world, exchange_id, "vetting")
+        vetting = f"/api/v1/exchanges/{exchange_id}/vetting"
+        amend = f"/api/v1/exchanges/{exchange_id}/amend"
+        changes = {"decision": "request_changes", "note": "name the assays"}
+        assert (await world.post("broker", vetting, changes)).status_code == 200
+        await until_stage(world, exchange_id, "changes_requested")
+        amended = {"title": "A better title", "note": "assays named"}
+        assert (await world.post("sme", amend, amended)).status_code == 200
+        await until_stage(world, exchange_id, "vetting")
+        again = await world.post("sme", amend, amended)
+        assert again.status_code == 200 and again.json()["detail"] == "already decided"
+        assert (await world.post("broker", vetting, {"decision": "approve"})).status_code == 200
+        await until_stage(world, exchange_id, "matching")
+
+        new_title = await world.post("sme", amend, {**amended, "title": "A title after vetting"})
+        same = await world.post("sme", amend, amended)
+
+        assert new_title.status_code == 409, new_title.text
+        assert "matching" in new_title.json()["error"]["message"]
+        assert same.status_code == 409, same.text
+        session.expire_all()
+        assert session.get(Exchange, exchange_id).title == "A better title"  # type: ignore[union-attr]
+
+
+class UnreachableTemporal:
+    """A connected client whose server has gone: every call is refused as UNAVAILABLE."""
+
+    def __init__(self) -> None:
+        self.starts = 0
+
+    async def start_workflow(self, *_: Any, **__: Any) -> None:
+        self.starts += 1
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+
+class TestCreateWithTemporalGone:
+    async def test_503_and_no_exchange_is_left_without_a_workflow(
+        self, db: Engine, session: Session, api_client: ClientFactory, settings: Settings
+    ) -> None:
+        add_organisation(session, "bw-sme", "biowin")
+        _, token = user_with_token(session, "anna@bw.example", "sme", "biowin", "bw-sme")
+        temporal = UnreachableTemporal()
+        async with api_client(temporal_client=cast(Client, temporal)) as client:
+            plain = await client.post(
+                "/api/v1/exchanges", json=REQUEST, headers={"Authorization": f"Bearer {token}"}
+            )
+            keyed = await client.post(
+                "/api/v1/exchanges",
+                json=REQUEST,
+                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "try-1"},
+            )
+            retried = await client.post(
+                "/api/v1/exchanges",
+                json=REQUEST,
+                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "try-1"},
+            )
+        assert temporal.starts == 3
+        for response in (plain, keyed, retried):
+            assert response.status_code == 503, response.text
+            error = response.json()["error"]
+            assert error["code"] == "unavailable" and "nothing was saved" in error["message"]
+        session.expire_all()
+        assert session.exec(select(Exchange)).all() == []
+
+
+def declining_contact_named(text: str) -> list[str]:
+    return [
+        name for name in ("bd@isartox.example", "Jonas Weber", "Isar Tox", "bm-cro") if name in text
+    ]
+
+
+class TestWhoSeesWhat:
+    async def test_after_a_decline_only_its_cluster_and_the_home_side_name_the_partner(
+        self, world: World
+    ) -> None:
+        exchange_id = await approved(world)
+        path = f"/api/v1/exchanges/{exchange_id}"
+        shortlist = await world.post(
+            "broker", f"{path}/shortlist", {"organisation_ids": ["bm-cro", "kr-cro"]}
+        )
+        assert shortlist.status_code == 200, shortlist.text
+        await until_stage(world, exchange_id, "host_review")
+        for who, candidate in (("host_biom", "bm-cro"), ("host_klsk", "kr-cro")):
+            endorsed = await world.post(
+                who, f"{path}/host-review", {"organisation_id": candidate, "decision": "endorse"}
+            )
+            assert endorsed.status_code == 200, endorsed.text
+        invitation = await mail_to(world, "bd@isartox.example", "introduction_request")
+        token = LINK.findall(text_part(invitation))[0][1]
+        declined = await world.client.post(
+            f"/api/v1/actions/{token}", json={"action": "decline", "reason": "fully booked"}
+        )
+        assert declined.status_code == 200, declined.text
+
+        def decline_recorded() -> bool:
+            with Session(world.engine) as session:
+                return bool(
+                    session.exec(
+                        select(ExchangeEvent).where(
+                            ExchangeEvent.exchange_id == exchange_id,
+                            ExchangeEvent.kind == "introduction_declined",
+                        )
+                    ).first()
+                )
+
+        await eventually(decline_recorded, what="the decline in the timeline")
+        detail = {
+            who: (await world.get(who, path)).text
+            for who in ("sme", "broker", "manager", "host_biom", "host_klsk")
+        }
+        candidates = (await world.get("host_klsk", f"{path}/candidates")).json()
+
+        # The home side and the partner's own cluster read the decline and who declined...
+        for who in ("broker", "manager", "host_biom"):
+            assert "bd@isartox.example" in detail[who], who
+        # ...the requester and the other candidate's cluster never learn who it was.
+        for who in ("sme", "host_klsk"):
+            assert declining_contact_named(detail[who]) == [], (who, detail[who])
+        assert [c["organisation_id"] for c in candidates] == ["kr-cro"]
+        klsk = json.loads(detail["host_klsk"])
+        assert [c["organisation_id"] for c in klsk["state"]["candidates"]] == ["kr-cro"]
+        sme = json.loads(detail["sme"])
+        assert sme["state"]["candidates"] == [] and sme["state"]["shortlist"] == []
+        # The web app's exchange page follows the same rules.
+        pages = {
+            who: (await sign_in(world, who).get(f"/exchanges/{exchange_id}")).text
+            for who in ("broker", "sme", "host_klsk")
+        }
+        world.client.cookies.clear()
+        assert "bd@isartox.example" in pages["broker"]
+        for who in ("sme", "host_klsk"):
+            assert declining_contact_named(pages[who]) == [], (who, pages[who])
+
+
+class TestRepeatsAndLimits:
+    async def test_repeats_of_a_decision_in_force_add_nothing_to_the_history(
+        self, world: World
+    ) -> None:
+        exchange_id = await approved(world)
+        path = f"/api/v1/exchanges/{exchange_id}"
+        await world.post("broker", f"{path}/shortlist", {"organisation_ids": ["bm-cro"]})
+        await until_stage(world, exchange_id, "host_review")
+        review = {"organisation_id": "bm-cro", "decision": "endorse"}
+        first = await world.post("host_biom", f"{path}/host-review", review)
+        assert first.status_code == 200 and first.json()["detail"] == ""
+        handle = world.env.client.get_workflow_handle(f"exchange-{exchange_id}")
+
+        async def updates() -> int:
+            history = await handle.fetch_history()
+            return sum(
+                e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+                for e in history.events
+            )
+
+        before = await updates()
+        repeats = [await world.post("host_biom", f"{path}/host-review", review) for _ in range(20)]
+
+        assert {(r.status_code, r.json()["detail"]) for r in repeats} == {(200, "already decided")}
+        assert await updates() == before
+
+    async def test_decisions_beyond_the_limit_get_429_with_retry_after(
+        self, db: Engine, time_skipping_env: WorkflowEnvironment
+    ) -> None:
+        async with running_world(db, time_skipping_env, decisions_per_client=3) as world:
+            exchange_id = await world.create()
+            path = f"/api/v1/exchanges/{exchange_id}/vetting"
+            answers = [
+                await world.post("other_broker", path, {"decision": "approve"}) for _ in range(4)
+            ]
+            links = [
+                await world.client.post("/api/v1/actions/" + "x" * 32, json={"action": "accept"})
+                for _ in range(world.settings.link_actions_per_client + 1)
+            ]
+        assert [a.status_code for a in answers] == [404, 404, 404, 429]
+        refused = answers[-1]
+        assert refused.json()["error"]["code"] == "too_many_requests"
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert {a.status_code for a in links[:-1]} == {404}
+        assert links[-1].status_code == 429 and "Retry-After" in links[-1].headers
+
+
+class TestNoWorker:
+    async def test_a_decision_answers_503_busy_within_the_timeout(
+        self,
+        db: Engine,
+        session: Session,
+        api_client: ClientFactory,
+        time_skipping_env: WorkflowEnvironment,
+    ) -> None:
+        # A task queue of this test's own, which no worker polls.
+        settings = make_settings(
+            db.url.render_as_string(hide_password=False), temporal_timeout_seconds=1
+        )
+        add_organisation(session, "bw-sme", "biowin")
+        _, sme = user_with_token(session, "anna@bw.example", "sme", "biowin", "bw-sme")
+        _, broker = user_with_token(session, "broker@bw.example", "broker", "biowin")
+        async with api_client(settings, time_skipping_env.client) as client:
+            created = await client.post(
+                "/api/v1/exchanges", json=REQUEST, headers={"Authorization": f"Bearer {sme}"}
+            )
+            assert created.status_code == 201, created.text
+            started = time.monotonic()
+            decided = await client.post(
+                f"/api/v1/exchanges/{created.json()['id']}/vetting",
+                json={"decision": "approve"},
+                headers={"Authorization": f"Bearer {broker}"},
+            )
+            took = time.monotonic() - started
+        assert decided.status_code == 503, decided.text
+        assert "busy" in decided.json()["error"]["message"]
+        assert decided.headers["Retry-After"]
+        assert took < 5

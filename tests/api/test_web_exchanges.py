@@ -6,19 +6,23 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from ce4big.models import Exchange, ExchangeCandidate, ExchangeStage, utcnow
+from ce4big.settings import Settings
 from ce4big.websessions import redeem_sign_in_link, request_sign_in
-from tests.api.test_exchanges import approved
+from tests.api.conftest import ClientFactory
+from tests.api.test_exchanges import UnreachableTemporal, approved
 from tests.api.world import REQUEST, World, running_world
+from tests.factories import add_organisation, user_with_token
 from tests.polling import INTERVAL_SECONDS, TIMEOUT_SECONDS, eventually
 
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
@@ -179,6 +183,41 @@ class TestRequestForm:
         refused = await web.as_("sme").post("/exchanges/new", data=FORM)
         assert refused.status_code == 403 and "This form has expired" in refused.text
         assert exchanges(world) == []
+
+
+class TestRequestFormWithTemporalGone:
+    async def test_the_form_comes_back_as_typed_with_a_503_and_nothing_is_saved(
+        self, session: Session, settings: Settings, api_client: ClientFactory
+    ) -> None:
+        add_organisation(session, "bw-sme", "biowin")
+        user, _ = user_with_token(session, "anna@bw.example", "sme", "biowin", "bw-sme")
+        user.language = "en"
+        session.add(user)
+        ticket = request_sign_in(
+            session=session, email=user.email, client="test", settings=settings, now=utcnow()
+        )
+        assert ticket is not None
+        opened = redeem_sign_in_link(
+            session=session, plain=ticket.token, settings=settings, now=utcnow()
+        )
+        session.commit()
+        temporal = UnreachableTemporal()
+        async with api_client(temporal_client=cast(Client, temporal)) as client:
+            client.cookies.set("ce4big_session", opened.cookie)
+            form = await client.get("/exchanges/new")
+            token = CSRF.search(form.text)
+            assert token is not None, form.text
+            answer = await client.post(
+                "/exchanges/new",
+                data={**FORM, "idempotency_key": "k-1", "csrf_token": token.group(1)},
+            )
+        assert temporal.starts == 1
+        assert answer.status_code == 503
+        assert 'class="error-summary"' in answer.text
+        assert "The service is busy" in answer.text and "Nothing was recorded" in answer.text
+        assert f'value="{FORM["title"]}"' in answer.text
+        session.expire_all()
+        assert session.exec(select(Exchange)).all() == []
 
 
 class TestList:

@@ -630,6 +630,9 @@ def bench_settings(database_url: str, web_port: int, smtp_port: int, scale: floa
         "ce4big_time_scale": scale,
         # The outcome wave, months later, is its own workflow: not part of a lifecycle here.
         "outcome_wave_days": 0,
+        # Every simulated person acts from 127.0.0.1: the per-client limits would throttle them.
+        "decisions_per_client": 1_000_000,
+        "link_actions_per_client": 1_000_000,
     }
     for name in HUMAN_REMINDERS:
         values[name] = held

@@ -141,7 +141,9 @@ def _organisation(session: Session, organisation_id: str | None) -> Organisation
     return session.get(Organisation, organisation_id) if organisation_id else None
 
 
-async def describe_link(*, engine: Engine, client: Client, link: Link) -> dict[str, Any]:
+async def describe_link(
+    *, engine: Engine, client: Client, link: Link, settings: Settings
+) -> dict[str, Any]:
     """What the link is for, without using it (mail scanners prefetch links)."""
     exchange = link.exchange
     assert exchange.id is not None
@@ -152,7 +154,14 @@ async def describe_link(*, engine: Engine, client: Client, link: Link) -> dict[s
             _organisation(session, link.subject),
         ),
     )
-    state = await query_state(client=client, workflow_id=workflow_id_for(exchange.id)) or {}
+    state = (
+        await query_state(
+            client=client,
+            workflow_id=workflow_id_for(exchange.id),
+            wait_seconds=settings.temporal_timeout_seconds,
+        )
+        or {}
+    )
     proposal = state.get("proposal") or {}
     description: dict[str, Any] = {
         "kind": link.token.action,
@@ -260,7 +269,11 @@ async def act_on_link(
 ) -> DecisionResult:
     workflow_id, update_name, argument = decision_for(link=link, body=body, settings=settings)
     result = await send_decision(
-        client=client, workflow_id=workflow_id, update=update_name, argument=argument
+        client=client,
+        workflow_id=workflow_id,
+        update=update_name,
+        argument=argument,
+        wait_seconds=settings.temporal_timeout_seconds,
     )
     await run_in_session(engine, lambda session: _record_use(session, link, body))
     return result

@@ -15,9 +15,11 @@ Token = Annotated[str, Path(min_length=16, max_length=100)]
 
 
 @router.get("/{token}")
-async def read_action(token: Token, engine: EngineDep, client: TemporalDep) -> dict[str, Any]:
+async def read_action(
+    token: Token, engine: EngineDep, client: TemporalDep, settings: SettingsDep
+) -> dict[str, Any]:
     link = await open_link_async(engine=engine, plain=token)
-    return await describe_link(engine=engine, client=client, link=link)
+    return await describe_link(engine=engine, client=client, link=link, settings=settings)
 
 
 @router.post("/{token}", dependencies=[LinkLimit])

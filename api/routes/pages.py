@@ -146,6 +146,10 @@ ERROR_TEXTS: dict[str, tuple[str, str]] = {
             "link from your e-mail again and send the form once more. Nothing was recorded."
         ),
     ),
+    "too_many_requests": (
+        N_("Too many attempts in a short time"),
+        N_("Nothing was recorded. Wait a minute, then send the form again."),
+    ),
     "conflict": (
         N_("This step is no longer open"),
         N_("The exchange has moved on, so this answer could not be taken. Nothing was recorded."),
@@ -474,7 +478,7 @@ async def _link_page(
     form: FormData | None = None,
 ) -> HTMLResponse:
     language = page_language(request)
-    described = await describe_link(engine=engine, client=client, link=link)
+    described = await describe_link(engine=engine, client=client, link=link, settings=settings)
     view = link_view(
         token=token,
         link=link,

@@ -559,6 +559,9 @@ class TestRepeatsAndLimits:
                 await world.client.post("/api/v1/actions/" + "x" * 32, json={"action": "accept"})
                 for _ in range(world.settings.link_actions_per_client + 1)
             ]
+            page = await world.client.post("/t/" + "x" * 32, data={"action": "accept"})
+        assert page.status_code == 429
+        assert "Too many attempts in a short time" in page.text
         assert [a.status_code for a in answers] == [404, 404, 404, 429]
         refused = answers[-1]
         assert refused.json()["error"]["code"] == "too_many_requests"

@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     # How long Temporal keeps a closed workflow's history (and the addresses and notes in its
     # inputs): the dev stack and `ce4big temporal setup` set it on the namespace.
     temporal_retention_days: int = Field(30, ge=1, le=3650)
+    # An external Temporal cluster over TLS: a client certificate and key for mTLS (a file's
+    # path, or the PEM text itself), the server's CA when it is private, or an API key
+    # (Temporal Cloud). Either one turns TLS on.
+    temporal_tls_cert: str | None = None
+    temporal_tls_key: SecretStr | None = None
+    temporal_tls_ca: str | None = None
+    temporal_api_key: SecretStr | None = None
 
     smtp_host: str | None = None
     smtp_port: int = Field(1025, ge=1, le=65535)
@@ -101,7 +108,15 @@ class Settings(BaseSettings):
             raise ValueError("BASE_URL must be an absolute http(s) URL")
         return value.rstrip("/")
 
-    @field_validator("temporal_address", "smtp_host", mode="before")
+    @field_validator(
+        "temporal_address",
+        "smtp_host",
+        "temporal_tls_cert",
+        "temporal_tls_key",
+        "temporal_tls_ca",
+        "temporal_api_key",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -115,6 +130,8 @@ class Settings(BaseSettings):
             raise ValueError("SECRET_KEY is a placeholder: set a random value outside development")
         if self.smtp_tls and self.smtp_starttls:
             raise ValueError("SMTP_TLS and SMTP_STARTTLS are exclusive: choose one")
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together: set both")
         return self
 
     @property

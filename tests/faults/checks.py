@@ -1,0 +1,272 @@
+"""What must hold once the exchanges of a fault run are over, read from SQL and from what the
+SMTP server received: each exchange at the end its decisions call for, its timeline holding
+each transition of its path exactly once, and each logical e-mail received exactly once (by
+Message-ID) with the link that the product holds for it."""
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from ce4big.models import ActionToken, EmailLog, Exchange, ExchangeEvent
+from ce4big.security import hash_token
+from tests.faults.drive import HOME_BROKER, HOST_BROKERS, SME, Path, Plan, partner_email
+from tests.faults.stack import Delivery, Mailbox
+
+# The transitions each path records, in order (stage entries with their stage). One is there
+# or not depending on timing alone: once the partner has the slots, scheduling is entered again
+# waiting on them, unless their pick came in before the workflow got that far.
+OPTIONAL = "?"
+EVENTS: dict[Path, list[str]] = {
+    Path.COMPLETED: [
+        "submitted",
+        "stage_entered:vetting",
+        "vetting_approve",
+        "stage_entered:matching",
+        "candidates_found",
+        "shortlisted",
+        "stage_entered:host_review",
+        "host_review_done",
+        "stage_entered:introduction",
+        "introduction_accepted",
+        "stage_entered:scheduling",
+        "slots_proposed",
+        "stage_entered:scheduling" + OPTIONAL,
+        "stage_entered:meeting_scheduled",
+        "meeting_scheduled",
+        "meeting_held",
+        "stage_entered:follow_up",
+        "stage_entered:follow_up",
+        "survey_answered",
+        "survey_answered",
+        "survey_closed",
+        "stage_entered:closed",
+        "closed",
+    ],
+    Path.REJECTED: [
+        "submitted",
+        "stage_entered:vetting",
+        "vetting_reject",
+        "stage_entered:closed",
+        "closed",
+    ],
+    Path.WITHDRAWN: [
+        "submitted",
+        "stage_entered:vetting",
+        "vetting_approve",
+        "stage_entered:matching",
+        "candidates_found",
+        "stage_entered:closed",
+        "closed",
+    ],
+}
+
+# The logical e-mails of each path: (kind, who), each once.
+EMAILS: dict[Path, list[tuple[str, str]]] = {
+    Path.COMPLETED: [
+        ("request_received", "sme"),
+        ("vetting_needed", "home_broker"),
+        ("request_approved", "sme"),
+        ("shortlist_needed", "home_broker"),
+        ("host_review_request", "host_broker"),
+        ("introduction_request", "partner"),
+        ("introduction_made", "sme"),
+        ("introduction_made", "partner"),
+        ("slots_proposed", "partner"),
+        ("meeting_confirmed", "sme"),
+        ("meeting_confirmed", "partner"),
+        ("meeting_confirmed", "home_broker"),
+        ("meeting_reminder", "sme"),
+        ("meeting_reminder", "partner"),
+        ("meeting_reminder", "home_broker"),
+        ("survey_invitation", "sme"),
+        ("survey_invitation", "partner"),
+    ],
+    Path.REJECTED: [
+        ("request_received", "sme"),
+        ("vetting_needed", "home_broker"),
+        ("request_rejected", "sme"),
+    ],
+    Path.WITHDRAWN: [
+        ("request_received", "sme"),
+        ("vetting_needed", "home_broker"),
+        ("request_approved", "sme"),
+        ("shortlist_needed", "home_broker"),
+        ("exchange_closed", "sme"),
+        ("exchange_closed", "home_broker"),
+    ],
+}
+
+
+def follows_path(timeline: list[str], path: list[str]) -> bool:
+    """Each transition of the path once, in its order; an optional one at most once."""
+    position = 0
+    for step in path:
+        name = step.removesuffix(OPTIONAL)
+        present = position < len(timeline) and timeline[position] == name
+        if not present and not step.endswith(OPTIONAL):
+            return False
+        position += int(present)
+    return position == len(timeline)
+
+
+def _address(plan: Plan, who: str) -> str:
+    if who == "sme":
+        return SME
+    if who == "home_broker":
+        return HOME_BROKER
+    assert plan.partner is not None and plan.partner_cluster is not None, plan
+    if who == "host_broker":
+        return HOST_BROKERS[plan.partner_cluster]
+    return partner_email(plan.partner)
+
+
+@dataclass
+class Verdict:
+    exchanges: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    transitions: int = 0
+    emails: int = 0
+    received: int = 0
+    duplicates: int = 0
+    links: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+
+
+def ended_count(engine: Engine, ids: list[int]) -> int:
+    """Exchanges with an outcome: the last record of a lifecycle."""
+    with Session(engine) as session:
+        rows = session.exec(select(Exchange.outcome).where(col(Exchange.id).in_(ids))).all()
+    return sum(1 for outcome in rows if outcome is not None)
+
+
+def stages_now(engine: Engine, ids: list[int]) -> Counter[str]:
+    with Session(engine) as session:
+        rows = session.exec(select(Exchange.status).where(col(Exchange.id).in_(ids))).all()
+    return Counter(str(status) for status in rows)
+
+
+def verify(engine: Engine, mailbox: Mailbox, plans: list[Plan]) -> Verdict:
+    verdict = Verdict(exchanges=len(plans))
+    for plan in plans:
+        if plan.error:
+            verdict.problem(plan.error)
+    planned = {p.exchange_id: p for p in plans if p.exchange_id is not None}
+    if len(planned) != len(plans):
+        verdict.problem(f"{len(plans) - len(planned)} exchanges were never created")
+    ids = list(planned)
+    with Session(engine) as session:
+        exchanges = {
+            e.id: e for e in session.exec(select(Exchange).where(col(Exchange.id).in_(ids)))
+        }
+        events = session.exec(
+            select(ExchangeEvent)
+            .where(col(ExchangeEvent.exchange_id).in_(ids))
+            .order_by(col(ExchangeEvent.id))
+        ).all()
+        logs = session.exec(select(EmailLog).where(col(EmailLog.exchange_id).in_(ids))).all()
+        tokens = {
+            t.issue_key: t
+            for t in session.exec(select(ActionToken).where(col(ActionToken.exchange_id).in_(ids)))
+        }
+
+    timelines: dict[int, list[str]] = {i: [] for i in ids}
+    for event in events:
+        stage = f":{event.detail.get('stage', '')}" if event.kind == "stage_entered" else ""
+        timelines[event.exchange_id].append(event.kind + stage)
+    verdict.transitions = len(events)
+    for exchange_id, plan in planned.items():
+        exchange = exchanges.get(exchange_id)
+        end = f"{exchange.status}/{exchange.outcome}" if exchange else "missing"
+        verdict.outcomes[end] += 1
+        if end != f"closed/{plan.path.value}":
+            verdict.problem(f"exchange {exchange_id} ({plan.path}) ended {end}")
+        if not follows_path(timelines[exchange_id], EVENTS[plan.path]):
+            verdict.problem(
+                f"exchange {exchange_id} ({plan.path}) timeline {timelines[exchange_id]}, "
+                f"expected {EVENTS[plan.path]}"
+            )
+
+    _check_emails(verdict, planned, logs, tokens, mailbox)
+    return verdict
+
+
+def _check_emails(
+    verdict: Verdict,
+    planned: dict[int, Plan],
+    logs: Sequence[EmailLog],
+    tokens: dict[str, ActionToken],
+    mailbox: Mailbox,
+) -> None:
+    markers = {p.marker for p in planned.values()}
+    by_exchange: dict[int, list[EmailLog]] = {i: [] for i in planned}
+    for row in logs:
+        assert row.exchange_id is not None
+        by_exchange[row.exchange_id].append(row)
+    verdict.emails = len(logs)
+    for exchange_id, plan in planned.items():
+        logged = Counter((row.kind, row.recipient.lower()) for row in by_exchange[exchange_id])
+        if plan.path == Path.COMPLETED and plan.partner is None:
+            verdict.problem(f"exchange {exchange_id}: the driver never learnt its partner")
+            continue
+        wanted = Counter((kind, _address(plan, who)) for kind, who in EMAILS[plan.path])
+        if logged != wanted:
+            missing = sorted((wanted - logged).elements())
+            extra = sorted((logged - wanted).elements())
+            verdict.problem(
+                f"exchange {exchange_id} ({plan.path}) logical e-mails: missing {missing}, "
+                f"extra {extra}"
+            )
+        unsent = [(r.kind, r.recipient, r.status, r.error) for r in by_exchange[exchange_id]]
+        unsent = [u for u in unsent if u[2] != "sent"]
+        if unsent:
+            verdict.problem(f"exchange {exchange_id} e-mails not sent: {unsent}")
+
+    ours = [d for d in mailbox.deliveries if d.marker in markers]
+    verdict.received = len(ours)
+    copies = Counter(d.message_id for d in ours)
+    received: dict[str, list[Delivery]] = {}
+    for delivery in ours:
+        received.setdefault(delivery.message_id, []).append(delivery)
+    logged_ids = {row.message_id: row for row in logs}
+    for message_id, count in sorted(copies.items()):
+        if message_id not in logged_ids:
+            verdict.problem(f"received {message_id} that no logical e-mail has")
+        if count > 1:
+            verdict.duplicates += count - 1
+            twin = logged_ids.get(message_id)
+            links = [d.token[:8] + "…" if d.token else None for d in received[message_id]]
+            verdict.problem(
+                f"{message_id} received {count} times ({twin.idempotency_key if twin else '?'}, "
+                f"links {links})"
+            )
+    for row in logs:
+        deliveries = received.get(row.message_id, [])
+        if not deliveries:
+            verdict.problem(f"{row.idempotency_key} ({row.message_id}) never arrived")
+            continue
+        token = tokens.get(row.idempotency_key)
+        for delivery in deliveries:
+            if (delivery.kind, delivery.recipient) != (row.kind, row.recipient.lower()):
+                verdict.problem(
+                    f"{row.message_id} arrived as {delivery.kind} to {delivery.recipient}, "
+                    f"logged as {row.kind} to {row.recipient}"
+                )
+            if token is None:
+                if delivery.token is not None:
+                    verdict.problem(f"{row.idempotency_key} carries a link the product lacks")
+                continue
+            if delivery.token is None:
+                verdict.problem(f"{row.idempotency_key} arrived without its link")
+            elif hash_token(delivery.token) != token.token_hash:
+                verdict.problem(
+                    f"{row.idempotency_key}: the link it arrived with is not the one the "
+                    "product holds (dead link)"
+                )
+            else:
+                verdict.links += 1

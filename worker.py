@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows
@@ -44,6 +44,8 @@ PASSED_THROUGH = tuple(
 def build_worker(
     client: Client, settings: Settings, engine: Engine, executor: ThreadPoolExecutor
 ) -> Worker:
+    """The worker, tuned by the WORKER_* settings. A synchronous activity needs a thread of
+    `executor` for its run: no more activities are taken at once than it has threads."""
     records = RecordActivities(engine)
     email = EmailActivities(settings=settings, engine=engine)
     exchange = ExchangeActivities(engine, settings, email)
@@ -61,6 +63,17 @@ def build_worker(
             exchange.record_survey,
         ],
         activity_executor=executor,
+        max_concurrent_activities=min(
+            settings.worker_max_concurrent_activities, executor._max_workers
+        ),
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.worker_max_cached_workflows,
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(
+            settings.worker_workflow_task_pollers
+        ),
+        activity_task_poller_behavior=PollerBehaviorSimpleMaximum(
+            settings.worker_activity_task_pollers
+        ),
         graceful_shutdown_timeout=timedelta(seconds=10),
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
@@ -73,6 +86,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | N
 
     Refuses to start (SearchAttributeError) on a namespace without the exchange's search
     attributes: every workflow task that upserts them would fail and be retried for ever.
+    Its activity threads become the loop's default executor: the loop is the worker's own.
     """
     own_client = client is None
     client = client or await connect_temporal(settings)
@@ -95,7 +109,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | N
 async def _serve(client: Client, settings: Settings, stop: asyncio.Event) -> None:
     await check_search_attributes(client)
     engine = engine_for(settings)
-    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity") as executor:
+    threads = settings.worker_max_concurrent_activities
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="activity") as executor:
+        # The async activities' SQL and rendering (asyncio.to_thread) share the synchronous
+        # activities' threads: this process never holds more database connections than
+        # activities run at once, and never more than the pool has.
+        asyncio.get_running_loop().set_default_executor(executor)
         worker = build_worker(client, settings, engine, executor)
         async with worker:
             logger.info("worker polling task queue %s", settings.temporal_task_queue)

@@ -78,6 +78,19 @@ class Settings(BaseSettings):
     fairness_open_introductions: int = Field(3, ge=1)
     fairness_decline_days: int = Field(180, ge=0)
 
+    # Processes: `ce4big api` serves its port from this many processes (uvicorn's own, one
+    # socket); `ce4big dev` runs one `ce4big api` and this many `ce4big worker`.
+    web_processes: int = Field(1, ge=1, le=64)
+    worker_processes: int = Field(1, ge=1, le=64)
+    # Each worker process. An activity holds at most one database connection (its thread's),
+    # so as many run at once as the pool holds (DB_POOL_SIZE + DB_MAX_OVERFLOW); the others
+    # are the SDK's defaults. The SDK needs two or more pollers and workflow tasks with a cache.
+    worker_max_concurrent_activities: int = Field(40, ge=1)
+    worker_max_concurrent_workflow_tasks: int = Field(100, ge=2)
+    worker_max_cached_workflows: int = Field(1000, ge=0)
+    worker_workflow_task_pollers: int = Field(5, ge=2)
+    worker_activity_task_pollers: int = Field(5, ge=1)
+
     # Lifecycle timing, in days unless named otherwise; every one is divided by the time scale
     # and snapshotted into each exchange's workflow when it starts.
     vetting_reminder_days: float = Field(2, gt=0)

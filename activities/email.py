@@ -130,7 +130,11 @@ class EmailActivities:
 
         subject = ""
         try:
-            prepared = self._prepare(data=data, language=language, message_id=message_id)
+            # Rendering and building the message is CPU work: off the loop that polls Temporal
+            # and runs every other activity of this worker.
+            prepared = await asyncio.to_thread(
+                self._prepare, data=data, language=language, message_id=message_id
+            )
             subject = prepared.subject
             await self._transport.send(
                 message=prepared.message, sender=prepared.sender, recipients=[prepared.recipient]

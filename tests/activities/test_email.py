@@ -1,3 +1,4 @@
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
@@ -19,6 +20,8 @@ from temporalio.worker import Worker
 from activities.email import EmailActivities, SendEmailInput, SendEmailOutput
 from ce4big.models import EmailLog
 from ce4big.settings import Settings
+from emails.contexts import MailContext
+from emails.render import EmailRenderer, RenderedEmail
 from emails.samples import sample_context
 from emails.sender import message_id_for
 from tests.conftest import make_settings
@@ -53,6 +56,20 @@ class FakeTransport:
 
     async def send(self, *, message: EmailMessage, sender: str, recipients: Sequence[str]) -> None:
         self.sent.append(message)
+
+
+class ThreadRecordingRenderer(EmailRenderer):
+    """The real renderer, noting the thread each render runs on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def render(
+        self, *, kind: str, context: MailContext, language: str, timezone: str
+    ) -> RenderedEmail:
+        self.threads.append(threading.get_ident())
+        return super().render(kind=kind, context=context, language=language, timezone=timezone)
 
 
 def _settings(db: Engine, port: int) -> Settings:
@@ -254,6 +271,19 @@ class TestSendEmail:
             await _run(activities, _input(exchange_id=999_999))
 
         assert (failure.value.type, failure.value.non_retryable) == ("EmailContextError", True)
+
+    async def test_rendering_runs_off_the_event_loop(self, db: Engine) -> None:
+        renderer = ThreadRecordingRenderer()
+        transport = FakeTransport()
+        activities = EmailActivities(
+            settings=_settings(db, 1), engine=db, transport=transport, renderer=renderer
+        )
+
+        await _run(activities, _meeting_input())
+
+        (thread,) = renderer.threads
+        assert thread != threading.get_ident()
+        assert len(transport.sent) == 1
 
     async def test_language_without_templates_falls_back_to_english(self, db: Engine) -> None:
         transport = FakeTransport()

@@ -24,6 +24,7 @@ to it. Goal: p95 at most 150 ms for the page and the API. Last line: one JSON ob
 
     .venv/bin/python bench/reports.py [--exchanges 100000] [--repeat 20]
                                       [--database sqlite|postgresql|both] [--postgres-url URL]
+                                      [--revision 0005]
 """
 
 import argparse
@@ -385,8 +386,10 @@ def credentials(engine: Engine, settings: Settings) -> tuple[str, str]:
     return token, opened.cookie
 
 
-async def measure(url: str, label: str, count: int, repeat: int, now: datetime) -> dict[str, Any]:
-    upgrade_database(url)
+async def measure(
+    url: str, label: str, count: int, repeat: int, now: datetime, revision: str
+) -> dict[str, Any]:
+    upgrade_database(url, revision)
     engine = make_engine(url)
     started = time.perf_counter()
     written = load(engine, count, now)
@@ -521,18 +524,27 @@ def drop_database(server_url: str, url: str) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     now = utcnow().replace(tzinfo=UTC)
-    results: dict[str, Any] = {"exchanges": args.exchanges, "goal_p95_ms": GOAL_P95_MS}
+    results: dict[str, Any] = {
+        "exchanges": args.exchanges,
+        "revision": args.revision,
+        "goal_p95_ms": GOAL_P95_MS,
+    }
     if args.database in ("sqlite", "both"):
         with tempfile.TemporaryDirectory() as folder:
             results["sqlite"] = await measure(
-                f"sqlite:///{folder}/bench.db", "sqlite", args.exchanges, args.repeat, now
+                f"sqlite:///{folder}/bench.db",
+                "sqlite",
+                args.exchanges,
+                args.repeat,
+                now,
+                args.revision,
             )
     if args.database in ("postgresql", "both"):
         url = postgres_database(args.postgres_url)
         if url is not None:
             try:
                 results["postgresql"] = await measure(
-                    url, "postgresql", args.exchanges, args.repeat, now
+                    url, "postgresql", args.exchanges, args.repeat, now, args.revision
                 )
             finally:
                 drop_database(args.postgres_url, url)
@@ -553,6 +565,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=20, help="timed calls per figure")
     parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
+    parser.add_argument(
+        "--revision",
+        default="head",
+        help="migrate only up to this Alembic revision (0005: before the report indexes)",
+    )
     args = parser.parse_args()
     if args.exchanges < 1 or args.repeat < 1:
         parser.error("--exchanges and --repeat must be at least 1")

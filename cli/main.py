@@ -9,12 +9,15 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from pydantic import ValidationError
 
 from ce4big.errors import AppError
 from ce4big.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 class CommandError(Exception):
@@ -81,9 +84,33 @@ def cmd_api(_args: argparse.Namespace) -> int:
     if refusal is not None:
         raise CommandError(refusal)
     _configure_logging()
+    if settings.web_processes > 1:
+        # uvicorn's own supervisor binds the port once and runs (and restarts) that many
+        # processes on it, each building the app by name.
+        uvicorn.run(
+            "cli.main:web_app",
+            factory=True,
+            workers=settings.web_processes,
+            host=settings.ce4big_host,
+            port=settings.ce4big_port,
+        )
+        return 0
     app = create_app(settings, mail_previews=EmailPreviews(), sign_in_mailer=SignInMailer(settings))
     uvicorn.run(app, host=settings.ce4big_host, port=settings.ce4big_port)
     return 0
+
+
+def web_app() -> "FastAPI":
+    """The app of one of `ce4big api`'s web processes when WEB_PROCESSES is over 1."""
+    from api.main import create_app
+    from emails.previews import EmailPreviews
+    from emails.signin import SignInMailer
+
+    settings = _settings()
+    _configure_logging()
+    return create_app(
+        settings, mail_previews=EmailPreviews(), sign_in_mailer=SignInMailer(settings)
+    )
 
 
 def cmd_worker(_args: argparse.Namespace) -> int:

@@ -49,6 +49,45 @@ def processes_mentioning(marker: str) -> list[int]:
     return found
 
 
+def process_table() -> dict[int, tuple[int, int]]:
+    """Every live process: pid -> (parent pid, process group); zombies left out."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may hold spaces: the fields follow the last.
+        state, ppid, pgid = stat[stat.rindex(")") + 2 :].split()[:3]
+        if state != "Z":
+            table[int(entry.name)] = (int(ppid), int(pgid))
+    return table
+
+
+def descendants(pid: int) -> dict[int, int]:
+    """The processes under `pid`, children of children included: pid -> process group."""
+    table = process_table()
+    found: dict[int, int] = {}
+    parents = {pid}
+    while parents:
+        children = {p for p, (ppid, _) in table.items() if ppid in parents and p not in found}
+        found.update((p, table[p][1]) for p in children)
+        parents = children
+    return found
+
+
+def left_running(tree: dict[int, int]) -> list[int]:
+    """Processes of `tree`, or of its process groups, still running."""
+    groups = set(tree.values())
+    return sorted(p for p, (_, pgid) in process_table().items() if p in tree or pgid in groups)
+
+
+def command_of(pid: int) -> str:
+    return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
 @pytest.fixture
 def dev_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {
@@ -138,10 +177,19 @@ class TestDevStack:
         wait_healthy(first, dev_env["CE4BIG_PORT"])
         ui = httpx.get(f"http://127.0.0.1:{dev_env['TEMPORAL_UI_PORT']}/", timeout=5)
         assert ui.status_code == 200
+        tree = descendants(first.pid)
+        leaders = {
+            pid: command_of(pid).split(" ")[1:3] for pid, group in tree.items() if pid == group
+        }
         output = stop(first)
         assert first.returncode == 0, output
         assert f"http://127.0.0.1:{dev_env['CE4BIG_PORT']}" in output
         assert "demo data:" in output
+        # The web app and the worker are what production runs, each leading a group of its own
+        # (with the Temporal dev server, three).
+        assert len(leaders) == 3, leaders
+        assert [CE4BIG, "api"] in leaders.values() and [CE4BIG, "worker"] in leaders.values()
+        assert left_running(tree) == []
         assert processes_mentioning(str(tmp_path)) == []
         seeded = counts(dev_env["DATABASE_URL"])
         assert seeded[0] > 0 and seeded[1] >= 80
@@ -153,6 +201,39 @@ class TestDevStack:
         assert "demo data:" not in output
         assert counts(dev_env["DATABASE_URL"]) == seeded
         assert processes_mentioning(str(tmp_path)) == []
+
+    @pytest.mark.parametrize(
+        ("command", "name", "processes"),
+        [
+            ("worker", "worker 2", {"WORKER_PROCESSES": "2"}),
+            ("api", "the web app", {"WEB_PROCESSES": "2"}),
+        ],
+    )
+    def test_a_child_that_dies_is_one_line_and_stops_the_stack(
+        self,
+        dev_env: dict[str, str],
+        tmp_path: Path,
+        command: str,
+        name: str,
+        processes: dict[str, str],
+    ) -> None:
+        dev = start_dev({**dev_env, **processes}, tmp_path)
+        wait_healthy(dev, dev_env["CE4BIG_PORT"])
+        tree = descendants(dev.pid)
+        victims = [p for p in tree if command_of(p).split(" ")[1:3] == [CE4BIG, command]]
+        if command == "api":
+            # uvicorn's own processes, in the web app's group.
+            assert len([p for p, group in tree.items() if group == victims[0]]) >= 3
+        os.kill(victims[-1], signal.SIGKILL)
+        output, _ = dev.communicate(timeout=60)
+
+        assert dev.returncode == 1, output
+        reports = [line for line in output.splitlines() if line.startswith("ce4big dev:")]
+        assert reports == [
+            f"ce4big dev: {name} (pid {victims[-1]}) was killed by SIGKILL: the stack is stopped"
+        ], output
+        assert output.rstrip().endswith(reports[0])
+        assert left_running(tree) == []
 
     def test_a_temporal_database_from_before_the_search_attributes_gets_them(
         self, dev_env: dict[str, str], tmp_path: Path
@@ -205,6 +286,18 @@ class TestDevStack:
         assert result.stderr.strip().count("\n") == 0, result.stderr
         assert dev_env["CE4BIG_PORT"] in result.stderr
         assert "CE4BIG_PORT" in result.stderr
+
+    def test_development_settings_beyond_loopback_are_refused_in_one_line(
+        self, dev_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        result = subprocess.run(
+            [CE4BIG, "dev"], env={**dev_env, "CE4BIG_HOST": "0.0.0.0"}, cwd=tmp_path,
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert result.stderr.strip().count("\n") == 0, result.stderr
+        assert "CE4BIG_ENV=production" in result.stderr
+        assert not (tmp_path / "data").exists()
 
 
 class TestPortCheck:

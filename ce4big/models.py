@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator
-from sqlalchemy import JSON, Column, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 from sqlmodel._compat import SQLModelConfig
 
@@ -195,6 +195,10 @@ class ExchangeEvent(SQLModel, table=True):
     actor: str = Field(default="system", max_length=254)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
+    # The reports count exchanges by the steps they reached (a kind, before a day): this one
+    # answers them from the index alone, without reading the timeline's other events.
+    __table_args__ = (Index("ix_exchangeevent_kind_exchange_id_at", "kind", "exchange_id", "at"),)
+
 
 class ExchangeStage(SQLModel, table=True):
     """One spell of an exchange in a stage, waiting on the same parties: when it began and
@@ -206,8 +210,11 @@ class ExchangeStage(SQLModel, table=True):
     stage: Stage = Field(sa_type=String(32), index=True)
     waiting_on: list[str] = Field(default_factory=list, sa_type=JSON, nullable=False)
     entered_at: datetime = Field(index=True)
-    left_at: datetime | None = Field(default=None, index=True)
+    left_at: datetime | None = None
     deadline_at: datetime | None = Field(default=None, index=True)
+
+    # Open spells past their deadline (left_at null, deadline_at before now), oldest first.
+    __table_args__ = (Index("ix_exchangestage_left_at_deadline_at", "left_at", "deadline_at"),)
 
 
 class ActionToken(SQLModel, table=True):
@@ -265,11 +272,20 @@ class ExchangeCandidate(SQLModel, table=True):
     # host review: pending | endorsed | vetoed | consented (silence until the deadline)
     host_decision: str | None = Field(default=None, max_length=16)
     # introduction: asked | accepted | declined | no_answer | withdrawn
-    intro_status: str | None = Field(default=None, max_length=16, index=True)
+    intro_status: str | None = Field(default=None, max_length=16)
     intro_reason: str | None = Field(default=None, max_length=1000)
     updated_at: datetime = Field(default_factory=utcnow)
 
-    __table_args__ = (UniqueConstraint("exchange_id", "organisation_id"),)
+    __table_args__ = (
+        UniqueConstraint("exchange_id", "organisation_id"),
+        # Each exchange's accepted partner, for the reports, read from the index alone.
+        Index(
+            "ix_exchangecandidate_intro_status_exchange_id_organisation_id",
+            "intro_status",
+            "exchange_id",
+            "organisation_id",
+        ),
+    )
 
 
 class SurveyResponse(SQLModel, table=True):
@@ -345,7 +361,7 @@ class Exchange(ExchangeBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     requester_id: int = Field(foreign_key="user.id", index=True)
     organisation_id: str | None = Field(default=None, foreign_key="organisation.id", max_length=64)
-    home_cluster: str = Field(foreign_key="cluster.id", max_length=32, index=True)
+    home_cluster: str = Field(foreign_key="cluster.id", max_length=32)
     status: Stage = Field(default=Stage.VETTING, sa_type=String(32), index=True)
     outcome: Outcome | None = Field(default=None, sa_type=String(32))
     workflow_id: str | None = Field(default=None, max_length=100)
@@ -360,6 +376,8 @@ class Exchange(ExchangeBase, table=True):
     # An exchange id names its workflow for ever: SQLite must never hand it out again.
     __table_args__ = (
         UniqueConstraint("requester_id", "idempotency_key"),
+        # A cluster's exchanges submitted in a period (brokers' lists and reports).
+        Index("ix_exchange_home_cluster_created_at", "home_cluster", "created_at"),
         {"sqlite_autoincrement": True},
     )
 

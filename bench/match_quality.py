@@ -1,10 +1,13 @@
 """Ranking quality of the matcher against graded judgments, next to a plain BM25 baseline.
 
-Reads ../shared/data/catalogue.csv and ../shared/data/requests-dev.jsonl (relative to the
-repository; CE4BIG_BENCH_DATA points elsewhere), imports the catalogue into a throw-away SQLite
-database and ranks every request with `rank_candidates`. The baseline is BM25 over each
-organisation's concatenated text, with the same hard filters. Prints a table and, last, one
-JSON line with nDCG@5 and the share of requests with an ideal (grade 3) partner in the top 3.
+Reads ../shared/data/catalogue.csv with requests-dev.jsonl (requests that name the service) and
+requests-problems.jsonl (requests told as problems) beside it (CE4BIG_BENCH_DATA points
+elsewhere), and our own bench/data/requests-problems-heldout.jsonl, judged against the same
+catalogue; a set whose file is absent is skipped with a message. Imports the catalogue into a
+throw-away SQLite database and ranks every request with `rank_candidates`, with and without the
+problem layer, and with plain BM25 over each organisation's concatenated text under the same hard
+filters. Prints a table per set with nDCG@5 and the share of requests with an ideal (grade 3)
+partner in the top 3, per language, and, last, one JSON line with the figures.
 
     .venv/bin/python bench/match_quality.py
 """
@@ -125,16 +128,86 @@ def match_request(line: dict[str, Any]) -> MatchRequest:
     )
 
 
+# The judged request sets: (name, file, what it is). The shared ones do not ship with the
+# product; the held-out problems are ours, written before any problem knowledge.
+REQUEST_SETS = (
+    ("dev", DATA / "requests-dev.jsonl", "shared: requests that name the service"),
+    ("problems", DATA / "requests-problems.jsonl", "shared: requests told as problems"),
+    (
+        "held-out",
+        ROOT / "bench" / "data" / "requests-problems-heldout.jsonl",
+        "ours: problem requests written apart from the problem knowledge",
+    ),
+)
+RANKERS = ("matcher", "no_problems", "bm25")
+
+
+def _summary(scores: list[tuple[float, bool]]) -> dict[str, Any]:
+    count = max(len(scores), 1)
+    return {
+        "requests": len(scores),
+        "ndcg@5": round(sum(s for s, _ in scores) / count, 4),
+        "ideal_in_top3": round(sum(t for _, t in scores) / count, 4),
+    }
+
+
+def evaluate(
+    name: str, lines: list[dict[str, Any]], ranked: dict[str, list[list[str]]]
+) -> dict[str, Any]:
+    """Prints one set's table and returns its figures, overall and per language."""
+    print(f"\n== {name}: {len(lines)} requests")
+    print(f"{'request':<10} {'lang':<4} {'nDCG@5':>7} {'no-prob':>7} {'BM25':>7}  top 5 (grade)")
+    scores: dict[str, dict[str, list[tuple[float, bool]]]] = {r: {} for r in RANKERS}
+    for number, line in enumerate(lines):
+        judgments = {k: int(v) for k, v in line["judgments"].items()}
+        language = line.get("language", "en")
+        row = []
+        for ranker in RANKERS:
+            result = ranked[ranker][number]
+            figure = (ndcg_at(result, judgments), ideal_in_top(result, judgments))
+            for key in ("all", language):
+                scores[ranker].setdefault(key, []).append(figure)
+            row.append(figure[0])
+        shown = " ".join(f"{i}({judgments.get(i, 0)})" for i in ranked["matcher"][number][:CUTOFF])
+        print(f"{line['id']:<10} {language:<4} {row[0]:7.3f} {row[1]:7.3f} {row[2]:7.3f}  {shown}")
+    figures: dict[str, Any] = {}
+    for ranker in RANKERS:
+        figures[ranker] = _summary(scores[ranker]["all"])
+        figures[ranker]["by_language"] = {
+            language: _summary(found)
+            for language, found in sorted(scores[ranker].items())
+            if language != "all"
+        }
+    print(f"{'':<15}{'matcher':>18} {'no problem layer':>18} {'plain BM25':>18}")
+    for language in ("all", *figures["matcher"]["by_language"]):
+        cells = []
+        for ranker in RANKERS:
+            found = (
+                figures[ranker] if language == "all" else figures[ranker]["by_language"][language]
+            )
+            cells.append(f"{found['ndcg@5']:.3f} / {found['ideal_in_top3']:>4.0%}")
+        print(f"{name + ' ' + language:<15}" + "".join(f"{c:>19}" for c in cells))
+    return figures
+
+
 def main() -> int:
-    catalogue, requests_file = DATA / "catalogue.csv", DATA / "requests-dev.jsonl"
-    if not catalogue.is_file() or not requests_file.is_file():
-        print(f"match_quality: no benchmark data in {DATA} (catalogue.csv, requests-dev.jsonl)")
-        print("match_quality: skipped; set CE4BIG_BENCH_DATA to the folder that holds them")
-        print(json.dumps({"skipped": True, "reason": f"no data in {DATA}"}))
+    catalogue = DATA / "catalogue.csv"
+    if not catalogue.is_file():
+        print(f"match_quality: no catalogue.csv in {DATA}")
+        print("match_quality: skipped; set CE4BIG_BENCH_DATA to the folder that holds it")
+        print(json.dumps({"skipped": True, "reason": f"no catalogue.csv in {DATA}"}))
         return 0
+    sets: list[tuple[str, list[dict[str, Any]]]] = []
+    for name, path, what in REQUEST_SETS:
+        if not path.is_file():
+            print(f"match_quality: {name} skipped, {path} is absent ({what})")
+            continue
+        lines = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
+        sets.append((name, lines))
+        print(f"match_quality: {name}, {len(lines)} requests from {path} ({what})")
     rows = parse_catalogue_csv(catalogue.read_bytes())
-    requests = [json.loads(line) for line in requests_file.read_text("utf-8").splitlines() if line]
     baseline = PlainBM25(rows)
+    ranked: dict[str, dict[str, list[list[str]]]] = {}
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{folder}/bench.db"
         upgrade_database(url)
@@ -143,44 +216,39 @@ def main() -> int:
         with Session(engine) as session:
             upsert_organisations(session=session, rows=rows)
             session.commit()
-            results = []
-            for line in requests:
-                ranked = [
-                    c.organisation_id
-                    for c in rank_candidates(
-                        session=session, request=match_request(line), top=TOP, settings=settings
-                    )
-                ]
-                plain = baseline.rank(line)
-                results.append((line, ranked, plain))
+            for name, lines in sets:
+                ranked[name] = {ranker: [] for ranker in RANKERS}
+                for line in lines:
+                    for ranker, problems in (("matcher", True), ("no_problems", False)):
+                        found = rank_candidates(
+                            session=session,
+                            request=match_request(line),
+                            top=TOP,
+                            settings=settings,
+                            infer_problems=problems,
+                        )
+                        ranked[name][ranker].append([c.organisation_id for c in found])
+                    ranked[name]["bm25"].append(baseline.rank(line))
         engine.dispose()
 
-    print(f"{'request':<8} {'lang':<4} {'nDCG@5':>7} {'BM25':>7}  top 5 (grade)")
-    totals: dict[str, float] = {"ndcg": 0.0, "top3": 0, "bm25_ndcg": 0.0, "bm25_top3": 0}
-    for line, ranked, plain in results:
-        judgments = {k: int(v) for k, v in line["judgments"].items()}
-        ours, theirs = ndcg_at(ranked, judgments), ndcg_at(plain, judgments)
-        totals["ndcg"] += ours
-        totals["bm25_ndcg"] += theirs
-        totals["top3"] += ideal_in_top(ranked, judgments)
-        totals["bm25_top3"] += ideal_in_top(plain, judgments)
-        shown = " ".join(f"{i}({judgments.get(i, 0)})" for i in ranked[:CUTOFF])
-        print(f"{line['id']:<8} {line.get('language', 'en'):<4} {ours:7.3f} {theirs:7.3f}  {shown}")
-    count = max(len(results), 1)
-    figures: dict[str, Any] = {
-        "requests": len(results),
-        "ndcg@5": round(totals["ndcg"] / count, 4),
-        "ideal_in_top3": round(totals["top3"] / count, 4),
-        "baseline_bm25": {
-            "ndcg@5": round(totals["bm25_ndcg"] / count, 4),
-            "ideal_in_top3": round(totals["bm25_top3"] / count, 4),
-        },
-    }
-    print(
-        f"matcher nDCG@5 {figures['ndcg@5']:.3f}, ideal in top 3 {figures['ideal_in_top3']:.0%}; "
-        f"plain BM25 nDCG@5 {figures['baseline_bm25']['ndcg@5']:.3f}, "
-        f"ideal in top 3 {figures['baseline_bm25']['ideal_in_top3']:.0%}"
-    )
+    figures: dict[str, Any] = {}
+    for name, lines in sets:
+        found = evaluate(name, lines, ranked[name])
+        figures[name] = {
+            **found["matcher"],
+            "without_problem_layer": found["no_problems"],
+            "baseline_bm25": found["bm25"],
+        }
+    print()
+    for name, found in figures.items():
+        print(
+            f"{name}: matcher nDCG@5 {found['ndcg@5']:.3f}, ideal in top 3 "
+            f"{found['ideal_in_top3']:.0%}; without the problem layer "
+            f"{found['without_problem_layer']['ndcg@5']:.3f} / "
+            f"{found['without_problem_layer']['ideal_in_top3']:.0%}; plain BM25 "
+            f"{found['baseline_bm25']['ndcg@5']:.3f} / "
+            f"{found['baseline_bm25']['ideal_in_top3']:.0%}"
+        )
     print(json.dumps(figures))
     return 0
 

@@ -5,8 +5,11 @@ Used by `ce4big match`, the API and the workflow's candidate activity. Hard filt
 accepting new projects); then a score that adds, for each vocabulary concept of the request, what
 the organisation states about it (the same concept, a narrower one, a broader one, or that it
 does *not* offer it), plus BM25 text relevance on the words no concept accounts for. Rare
-concepts and words weigh more (IDF over the catalogue). Organisations already busy with open
-introductions, or that recently declined this requester, rank after the others.
+concepts and words weigh more (IDF over the catalogue). A request told as a problem ("our antibody
+does not keep in the liquid vial") also asks for the needs that answer it (formulation, stability
+studies), read by `problems.py`, whose reasons show the chain from the request's words to the
+organisation's service. Organisations already busy with open introductions, or that recently
+declined this requester, rank after the others.
 
 The index is built in process from the stored profiles (see `profile.py`) and rebuilt whenever
 the organisation table changes, so every process (web app, worker, command line) ranks the same
@@ -35,6 +38,7 @@ from ce4big.catalogue.profile import (
     term_hash,
     unpack_terms,
 )
+from ce4big.catalogue.problems import Inference, read_problems
 from ce4big.catalogue.text import fold
 from ce4big.catalogue.vocabulary import (
     CONCEPTS,
@@ -79,6 +83,12 @@ COOPERATION_CONCEPTS = {
     "technical_cooperation": "svc.co_development",
     "commercial_agreement": "svc.distribution",
 }
+# A need inferred from a problem weighs a little less than one the request names; a concept that
+# in the problem describes the situation (the dog whose liver reacted) weighs little; one the
+# request rules out ("not a CRO", "rather than more animal studies") counts against.
+PROBLEM_WEIGHT = 0.9
+CONTEXT_WEIGHT = 0.25
+EXCLUDED_WEIGHT = 0.5
 OPEN_INTRODUCTION = ("asked", "accepted")
 MAX_TEXT_REASONS = 3
 
@@ -107,6 +117,8 @@ class Candidate:
 class RequestConcept:
     weight: float
     surface: str
+    # The problem that calls for this concept, when the request does not name it.
+    inferred: Inference | None = None
 
 
 @dataclass
@@ -114,10 +126,14 @@ class RequestReading:
     concepts: dict[str, RequestConcept] = field(default_factory=dict)
     terms: Counter[str] = field(default_factory=Counter)
     term_surfaces: dict[str, str] = field(default_factory=dict)
+    # Concepts the request rules out, with the words that do.
+    excluded: dict[str, str] = field(default_factory=dict)
+    problems: list[Inference] = field(default_factory=list)
 
 
-def read_request(request: MatchRequest) -> RequestReading:
-    """The concepts (weighted by facet, title and repetition) and free words of a request."""
+def read_request(request: MatchRequest, *, infer_problems: bool = True) -> RequestReading:
+    """The concepts (weighted by facet, title and repetition) and free words of a request, with
+    the needs that the problems it describes call for unless `infer_problems` is off."""
     reading = RequestReading()
     mentions: Counter[str] = Counter()
     in_title: set[str] = set()
@@ -139,6 +155,8 @@ def read_request(request: MatchRequest) -> RequestReading:
         weight = FACET_WEIGHTS[definition.facet] * definition.weight
         weight *= (TITLE_BOOST if concept in in_title else 1.0) * (1 + 0.15 * min(count - 1, 3))
         reading.concepts[concept] = RequestConcept(weight, surfaces[concept])
+    if infer_problems:
+        _add_problem_needs(reading, request)
     cooperation = COOPERATION_CONCEPTS.get(request.cooperation_type)
     if cooperation and cooperation not in reading.concepts:
         definition = CONCEPTS[cooperation]
@@ -147,6 +165,23 @@ def read_request(request: MatchRequest) -> RequestReading:
             request.cooperation_type.replace("_", " "),
         )
     return reading
+
+
+def _add_problem_needs(reading: RequestReading, request: MatchRequest) -> None:
+    found = read_problems((request.title, request.description), language=request.language)
+    reading.problems = found.problems
+    reading.excluded = dict(found.excluded)
+    for concept in list(reading.concepts):
+        if found.is_excluded(concept) is not None:
+            del reading.concepts[concept]
+        elif concept not in found.needs and found.is_context(concept) is not None:
+            reading.concepts[concept].weight *= CONTEXT_WEIGHT
+    for concept, (factor, inference) in found.needs.items():
+        definition = CONCEPTS[concept]
+        weight = FACET_WEIGHTS[definition.facet] * definition.weight * factor * PROBLEM_WEIGHT
+        known = reading.concepts.get(concept)
+        if known is None or known.weight < weight:
+            reading.concepts[concept] = RequestConcept(weight, inference.words, inference)
 
 
 @dataclass
@@ -340,6 +375,9 @@ def _build_query(
         factor = TEXT_WEIGHT * query.idf[f"w:{term}"] * (1 + math.log(count))
         query.ideal += factor
         query.add(f"w:{term}", factor)
+    for concept in reading.excluded:
+        definition = CONCEPTS[concept]
+        query.add(f"c:{concept}", -EXCLUDED_WEIGHT * FACET_WEIGHTS[definition.facet])
     return query
 
 
@@ -407,16 +445,22 @@ def _busy_organisations(
 
 
 def rank_candidates(
-    *, session: Session, request: MatchRequest, top: int = 10, settings: Settings
+    *,
+    session: Session,
+    request: MatchRequest,
+    top: int = 10,
+    settings: Settings,
+    infer_problems: bool = True,
 ) -> list[Candidate]:
-    """The best `top` organisations for the request, best first, each with its reasons."""
+    """The best `top` organisations for the request, best first, each with its reasons.
+    `infer_problems` off ranks on what the request names only (for comparison)."""
     if top < 1:
         return []
     index = catalogue_index(session=session)
     mask = _hard_filter(index, request)
     if mask is None or not index.size:
         return []
-    reading = read_request(request)
+    reading = read_request(request, infer_problems=infer_problems)
     query = _build_query(reading, index)
     raw = index.accumulate(query.keys, query.factors)
     scores = np.round(raw / query.ideal, 4) if query.ideal > 0 else raw
@@ -473,30 +517,43 @@ class _Evidence:
     strength: float
     asked: list[str]
     listed: str
+    inference: Inference | None = None
 
 
 def _evidence(
     concept: str, wanted: RequestConcept, organisation: OrganisationReading
 ) -> _Evidence | None:
+    # An inferred need was not asked in words: the reason names the problem instead.
+    asked = [] if wanted.inferred else [wanted.surface]
+    inference = wanted.inferred
     found = organisation.concepts.get(concept)
     if found is not None:
-        return _Evidence("exact", concept, found.weight, [wanted.surface], found.surface)
+        return _Evidence("exact", concept, found.weight, asked, found.surface, inference)
     narrower = organisation.has_descendant_of(concept)
     if narrower is not None:
         found = organisation.concepts[narrower]
         strength = NARROWER ** expand_ancestors(narrower)[concept] * found.weight
-        return _Evidence("narrower", narrower, strength, [wanted.surface], found.surface)
+        return _Evidence("narrower", narrower, strength, asked, found.surface, inference)
     for ancestor, distance in expand_ancestors(concept).items():
         if distance in BROADER and ancestor in organisation.concepts:
             found = organisation.concepts[ancestor]
             strength = BROADER[distance] * found.weight
-            return _Evidence("broader", ancestor, strength, [wanted.surface], found.surface)
+            return _Evidence("broader", ancestor, strength, asked, found.surface, inference)
     if concept in organisation.negated:
-        return _Evidence("negated", concept, -NEGATED, [], organisation.negated[concept])
+        return _Evidence("negated", concept, -NEGATED, [], organisation.negated[concept], inference)
     return None
 
 
 def _describe(evidence: _Evidence, asked_for: str) -> str:
+    if evidence.inference is not None and evidence.mode != "negated":
+        # The chain a broker follows: the request's words, the need they imply, the entry.
+        problem = evidence.inference
+        need = "" if asked_for == CONCEPTS[evidence.concept].label else f" → {asked_for}"
+        plain = _Evidence(evidence.mode, evidence.concept, evidence.strength, [], evidence.listed)
+        return (
+            f"problem: {problem.problem.label} ({_quote(problem.words)}){need} → "
+            f"{_describe(plain, asked_for)}"
+        )
     definition = CONCEPTS[evidence.concept]
     label = definition.label
     asked = ", ".join(_quote(a) for a in dict.fromkeys(evidence.asked))
@@ -508,9 +565,11 @@ def _describe(evidence: _Evidence, asked_for: str) -> str:
     if fold(evidence.listed) not in {fold(label), *(fold(a) for a in evidence.asked)}:
         notes.append(f"listed as {_quote(evidence.listed)}")
     if evidence.mode == "narrower":
-        notes.append(f"a kind of {asked_for}, asked as {asked}")
+        notes.append(
+            f"a kind of {asked_for}, asked as {asked}" if asked else f"a kind of {asked_for}"
+        )
     elif evidence.mode == "broader":
-        notes.append(f"broader than {asked}")
+        notes.append(f"broader than {asked or asked_for}")
     suffix = f" ({'; '.join(notes)})" if notes else ""
     if definition.facet is Facet.CERTIFICATION and evidence.mode == "exact":
         return f"{label} certified{suffix}"
@@ -553,7 +612,7 @@ def explain_match(
         key = (found.mode if found.mode == "negated" else "stated", found.concept)
         if key in grouped:
             best, known, asked_for = grouped[key]
-            if known.mode == found.mode:
+            if known.mode == found.mode and (known.inference is None) == (found.inference is None):
                 known.asked += found.asked
             elif found.mode == "exact" or strength > best:
                 grouped[key] = (max(best, strength), found, definition.label)
@@ -579,6 +638,11 @@ def explain_match(
         )
         reasons.append(f"description shares {words}")
     reasons += [text for strength, text in weighed if strength <= 0]
+    for concept, words in reading.excluded.items():
+        stated = own.concepts.get(concept)
+        if stated is not None:
+            label = CONCEPTS[concept].label
+            reasons.append(f"note: the request rules out {label} ({_quote(words)})")
     cluster = CLUSTERS_BY_ID.get(organisation.get("cluster_id", ""))
     if cluster is not None:
         reasons.append(f"cluster: {cluster.name} ({cluster.country})")
@@ -653,7 +717,8 @@ def search_organisations(
             partner_kinds=[],
             required_certifications=[],
             language="",
-        )
+        ),
+        infer_problems=False,
     )
     # A search lists what the query names (or narrower); broader neighbours would be noise.
     query = _build_query(reading, index, expand_broader=False)

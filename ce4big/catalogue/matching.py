@@ -29,6 +29,7 @@ import numpy.typing as npt
 from sqlalchemy import case, func, select
 from sqlmodel import Session
 
+from ce4big.catalogue.problems import Inference, read_problems
 from ce4big.catalogue.profile import (
     NARROWER,
     OrganisationReading,
@@ -38,7 +39,6 @@ from ce4big.catalogue.profile import (
     term_hash,
     unpack_terms,
 )
-from ce4big.catalogue.problems import Inference, read_problems
 from ce4big.catalogue.text import fold
 from ce4big.catalogue.vocabulary import (
     CONCEPTS,

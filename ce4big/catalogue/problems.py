@@ -51,13 +51,123 @@ _CONTRASTS: tuple[tuple[str, ...], ...] = (
 )
 # Words between the cue and what it rules out: "no more animal studies", "keine weiteren".
 _QUANTIFIERS = frozenset(
-    """
-    more further additional extra new other any plus autre autres d nouvelles nouveaux
-    multiplier multipliant weitere weiteren weiterer mehr zusatzliche zusatzlichen
-    kolejnych dalszych wiecej dodatkowych innych
-    """.split()
+    [
+        "more",
+        "further",
+        "additional",
+        "extra",
+        "new",
+        "other",
+        "any",
+        "plus",
+        "autre",
+        "autres",
+        "d",
+        "nouvelles",
+        "nouveaux",
+        "multiplier",
+        "multipliant",
+        "weitere",
+        "weiteren",
+        "weiterer",
+        "mehr",
+        "zusatzliche",
+        "zusatzlichen",
+        "kolejnych",
+        "dalszych",
+        "wiecej",
+        "dodatkowych",
+        "innych",
+    ]
 )
 _NOT_ONLY = frozenset({"only", "seulement", "nur", "tylko", "just", "uniquement"})
+# "We do not know which protein", "nous ne savons pas", "wir wissen nicht", "nie wiemy": a
+# negation of knowing leaves what follows stated.
+_UNCERTAIN = frozenset(
+    [
+        "know",
+        "knows",
+        "knew",
+        "known",
+        "sure",
+        "clear",
+        "understand",
+        "savons",
+        "sait",
+        "savoir",
+        "comprenons",
+        "connaissons",
+        "wissen",
+        "weiss",
+        "verstehen",
+        "klar",
+        "sicher",
+        "kennen",
+        "wiemy",
+        "wie",
+        "znamy",
+        "rozumiemy",
+        "pewni",
+        "jasne",
+    ]
+)
+# "carry no genome", "showed no lesions", "enthält keine": a noun negation after these words
+# describes the product or a finding; it rules nothing out.
+_DESCRIBING = frozenset(
+    [
+        "carry",
+        "carries",
+        "carried",
+        "contain",
+        "contains",
+        "contained",
+        "have",
+        "has",
+        "had",
+        "having",
+        "show",
+        "shows",
+        "showed",
+        "shown",
+        "found",
+        "with",
+        "was",
+        "were",
+        "is",
+        "are",
+        "porte",
+        "portent",
+        "contient",
+        "contiennent",
+        "montre",
+        "montrent",
+        "avait",
+        "tragen",
+        "tragt",
+        "enthalt",
+        "enthalten",
+        "zeigt",
+        "zeigen",
+        "zeigte",
+        "hat",
+        "haben",
+        "hatte",
+        "war",
+        "waren",
+        "ist",
+        "sind",
+        "ma",
+        "maja",
+        "mialy",
+        "zawiera",
+        "zawieraja",
+        "wykazal",
+        "wykazaly",
+        "pokazal",
+        "jest",
+        "sa",
+    ]
+)
 _ALL_STOP_WORDS = frozenset().union(*STOP_WORDS.values())
 DEFAULT_WINDOW = 30
 MAX_QUOTED_WORDS = 12
@@ -381,7 +491,11 @@ def _negated(text: _Text, clauses: list[int], position: int) -> bool:
         if before < 0 or clauses[text.content[before]] != clause:
             return False
         if text.tokens.words[text.content[before]] in NEGATIONS:
-            return True
+            around = (before - 1, before + 1)
+            return not any(
+                0 <= i < len(text.content) and text.tokens.words[text.content[i]] in _UNCERTAIN
+                for i in around
+            )
     return False
 
 
@@ -429,6 +543,8 @@ def _exclusions(text: _Text, language: str) -> dict[str, str]:
                     reach, end = 2, index + len(phrase) - 1
                     break
         if not reach or (end + 1 < len(words) and words[end + 1] in _NOT_ONLY):
+            continue
+        if word in _NOUN_NEGATIONS and index > 0 and words[index - 1] in _DESCRIBING:
             continue
         if clauses is None:
             clauses = text.tokens.clauses()

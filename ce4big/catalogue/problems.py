@@ -24,6 +24,7 @@ from ce4big.catalogue.text import (
     fold_with_offsets,
     stem,
     tokenize,
+    word_set,
 )
 from ce4big.catalogue.vocabulary import CONCEPTS, analyse_text, expand_ancestors
 
@@ -35,7 +36,7 @@ NEGATIONS = NEGATE_AFTER | NEGATE_EITHER | frozenset({"n", "ne", "nor", "neither
 # What rules a concept out: a negation of a noun ("no", "sans", "kein", "bez"), "not a" / "pas
 # de" directly before it, or a preference against it ("rather than", "statt", "zamiast").
 _NOUN_NEGATIONS = NEGATE_AFTER - {"non"}
-_ARTICLE_NEGATIONS = frozenset({"not", "pas"})
+_ARTICLE_NEGATIONS = frozenset({"not", "pas", "nicht", "nie"})
 _CONTRASTS: tuple[tuple[str, ...], ...] = (
     ("rather", "than"),
     ("instead", "of"),
@@ -50,123 +51,32 @@ _CONTRASTS: tuple[tuple[str, ...], ...] = (
     ("zamiast",),
 )
 # Words between the cue and what it rules out: "no more animal studies", "keine weiteren".
-_QUANTIFIERS = frozenset(
-    [
-        "more",
-        "further",
-        "additional",
-        "extra",
-        "new",
-        "other",
-        "any",
-        "plus",
-        "autre",
-        "autres",
-        "d",
-        "nouvelles",
-        "nouveaux",
-        "multiplier",
-        "multipliant",
-        "weitere",
-        "weiteren",
-        "weiterer",
-        "mehr",
-        "zusatzliche",
-        "zusatzlichen",
-        "kolejnych",
-        "dalszych",
-        "wiecej",
-        "dodatkowych",
-        "innych",
-    ]
+_QUANTIFIERS = word_set(
+    """
+more further additional extra new other any plus autre autres d nouvelles nouveaux
+multiplier multipliant weitere weiteren weiterer mehr zusatzliche zusatzlichen
+kolejnych dalszych wiecej dodatkowych innych want need seek looking wish require voulons
+cherchons souhaitons wollen brauchen suchen chcemy potrzebujemy szukamy
+"""
 )
 _NOT_ONLY = frozenset({"only", "seulement", "nur", "tylko", "just", "uniquement"})
 # "We do not know which protein", "nous ne savons pas", "wir wissen nicht", "nie wiemy": a
 # negation of knowing leaves what follows stated.
-_UNCERTAIN = frozenset(
-    [
-        "know",
-        "knows",
-        "knew",
-        "known",
-        "sure",
-        "clear",
-        "understand",
-        "savons",
-        "sait",
-        "savoir",
-        "comprenons",
-        "connaissons",
-        "wissen",
-        "weiss",
-        "verstehen",
-        "klar",
-        "sicher",
-        "kennen",
-        "wiemy",
-        "wie",
-        "znamy",
-        "rozumiemy",
-        "pewni",
-        "jasne",
-    ]
+_UNCERTAIN = word_set(
+    """
+know knows knew known sure clear understand savons sait savoir comprenons connaissons
+wissen weiss verstehen klar sicher kennen wiemy wie znamy rozumiemy pewni jasne
+"""
 )
 # "carry no genome", "showed no lesions", "enthält keine": a noun negation after these words
 # describes the product or a finding; it rules nothing out.
-_DESCRIBING = frozenset(
-    [
-        "carry",
-        "carries",
-        "carried",
-        "contain",
-        "contains",
-        "contained",
-        "have",
-        "has",
-        "had",
-        "having",
-        "show",
-        "shows",
-        "showed",
-        "shown",
-        "found",
-        "with",
-        "was",
-        "were",
-        "is",
-        "are",
-        "porte",
-        "portent",
-        "contient",
-        "contiennent",
-        "montre",
-        "montrent",
-        "avait",
-        "tragen",
-        "tragt",
-        "enthalt",
-        "enthalten",
-        "zeigt",
-        "zeigen",
-        "zeigte",
-        "hat",
-        "haben",
-        "hatte",
-        "war",
-        "waren",
-        "ist",
-        "sind",
-        "ma",
-        "maja",
-        "mialy",
-        "zawiera",
-        "zawieraja",
-        "wykazal",
-        "wykazaly",
-        "pokazal",
-        "jest",
-        "sa",
-    ]
+_DESCRIBING = word_set(
+    """
+carry carries carried contain contains contained have has had having show shows showed
+shown found with was were is are porte portent contient contiennent montre montrent
+avait tragen tragt enthalt enthalten zeigt zeigen zeigte hat haben hatte war waren ist sind
+ma maja mialy zawiera zawieraja wykazal wykazaly pokazal jest sa
+"""
 )
 _ALL_STOP_WORDS = frozenset().union(*STOP_WORDS.values())
 DEFAULT_WINDOW = 30
@@ -564,10 +474,10 @@ def _exclusions(text: _Text, language: str) -> dict[str, str]:
             ]
             if not mentions:
                 continue
-            cue = text.span(index, end)
-            joiner = " " if head == following[0] else " … "
             for mention in mentions:
-                excluded.setdefault(mention.concept, f"{cue}{joiner}{mention.surface}")
+                # Quoted from the cue to the end of what it rules out, as the request says it.
+                last = text.content[head] + len(tokenize(fold(mention.surface)).words) - 1
+                excluded.setdefault(mention.concept, text.span(index, min(last, len(words) - 1)))
             break
     return excluded
 

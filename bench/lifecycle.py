@@ -1,13 +1,17 @@
-"""Complete exchanges per second on the dev stack, against the floor of this machine.
+"""Complete exchanges per second on the product's stack, against the floor of this machine.
 
-The stack is the one `ce4big dev` runs, in one process and on one event loop: a SQLite
-database (migrated, in a temporary directory), the Temporal dev server (the venv's `temporal`
-binary, persisted in SQLite there too), the real worker (`worker.build_worker`), the real web
-app served by uvicorn on a free port, and a real SMTP server (aiosmtpd) that receives every
-e-mail. Each exchange is driven as people drive it: the SME creates it over HTTP; every other
-step starts when its e-mail arrives; brokers and the requester answer through the JSON API,
-the partner through the links in the e-mails (`{BASE_URL}/t/<token>` in the text part), until
-the exchange is closed with outcome completed.
+Two shapes of the stack. By default the web app and the worker run in this process, on one
+event loop: the real worker (`worker.build_worker`) and the real web app served by uvicorn.
+With `--workers 1,2` they are the commands production runs, each in a process of its own:
+`ce4big api` (with `--web` WEB_PROCESSES) and, for each count given in turn, that many
+`ce4big worker` processes. Around them in both shapes: the app database (SQLite in a temporary
+directory, or with `--database postgresql` a database of the run's own on the server that
+TEST_POSTGRES_URL names), the Temporal dev server (the venv's `temporal` binary, persisted in
+SQLite in that directory) and a real SMTP server (aiosmtpd, in this process) that receives
+every e-mail. Each exchange is driven as people drive it: the SME creates it over HTTP; every
+other step starts when its e-mail arrives; brokers and the requester answer through the JSON
+API, the partner through the links in the e-mails (`{BASE_URL}/t/<token>` in the text part),
+until the exchange is closed with outcome completed.
 
 A decision's latency runs from its HTTP POST to its transition row in `exchange_event` (the
 workflow's record_event activity), seen by polling the table every --poll-ms milliseconds; a
@@ -18,14 +22,17 @@ deadlines of human steps are moved past the run, so that no reminder races a dec
 links are acted on concurrently and API tokens are touched as in use; --with-workarounds brings
 back the two workarounds an earlier product bug needed (see FREEZE below), for comparison.
 
-The floor, in the same run on the same dev server and the same event loop: as many workflows
-of the same shape (bench/lifecycle_floor.py: the same activity calls, waits and timers) with
-no-op activities, driven by signals as soon as each step's no-op e-mail activity has run. The
-ratio is product completed/s over floor completed/s at the same concurrency. Last line: one
-JSON object.
+The floor, in the same run on the same dev server, in this process, measured at each level
+right before the product: as many workflows of the same shape (bench/lifecycle_floor.py: the
+same activity calls, waits and timers) with no-op activities, driven by signals as soon as each
+step's no-op e-mail activity has run. The ratio is product completed/s over floor completed/s
+at the same concurrency; the goal, at every level: no failed exchange, a ratio of 0.9 or more
+and a decision p95 no more than 1.2 times the floor's. A level runs at least twice its
+concurrency in lifecycles. Last line: one JSON object.
 
-    .venv/bin/python bench/lifecycle.py [--n 20] [--concurrency 1,4,8,16] [--time-scale S]
-                                        [--poll-ms 10] [--with-workarounds]
+    .venv/bin/python bench/lifecycle.py [--n 20] [--concurrency 1,4,8,16,32] [--time-scale S]
+        [--workers 1,2 [--web 1]] [--database sqlite|postgresql] [--poll-ms 10]
+        [--with-workarounds]
 """
 
 import argparse
@@ -35,8 +42,10 @@ import email
 import json
 import os
 import re
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,11 +65,14 @@ import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 from aiosmtpd.smtp import SMTP  # noqa: E402
 from lifecycle_floor import FloorActivities, FloorInput, FloorWorkflow  # noqa: E402
-from sqlalchemy import Engine, update  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
+from sqlalchemy import Engine, create_engine, make_url, or_, text, update  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlmodel import Session, col, select  # noqa: E402
-from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.api.enums.v1 import EventType, TaskQueueType  # noqa: E402
+from temporalio.api.taskqueue.v1 import TaskQueue  # noqa: E402
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest  # noqa: E402
 from temporalio.client import Client  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from api.main import create_app  # noqa: E402
@@ -69,7 +81,7 @@ from ce4big.catalogue.store import upsert_organisations  # noqa: E402
 from ce4big.db import make_engine, session_scope, upgrade_database  # noqa: E402
 from ce4big.exchanges import exchange_timings  # noqa: E402
 from ce4big.models import ApiToken, ExchangeEvent, utcnow  # noqa: E402
-from ce4big.searchattributes import SEARCH_ATTRIBUTES  # noqa: E402
+from ce4big.searchattributes import dev_server_arguments  # noqa: E402
 from ce4big.security import create_api_token  # noqa: E402
 from ce4big.settings import Settings  # noqa: E402
 from ce4big.users import add_user  # noqa: E402
@@ -90,8 +102,14 @@ CONFLICT_PAUSE = 0.02
 # the lock (busy_timeout 30 s) for a commit that only the loop can run: the web app and the
 # worker on that loop stand still for 30 s, then 503s, 500s and failed workflow tasks.
 # So the bench acts on one e-mail link at a time and seeds its API tokens as freshly touched.
-GOAL_RATIO = 0.8
-GOAL_P95_MS = 1000.0
+GOAL_RATIO = 0.9
+GOAL_P95_FACTOR = 1.2
+START_SECONDS = 90.0
+# How long an id skipped over by the event watcher is asked for again (PostgreSQL).
+HOLE_SECONDS = 10.0
+# Histories of each side compared for the floor's shape.
+SHAPE_SAMPLE = 8
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 LINK = re.compile(r"^https?://\S+/t/(\S+?)\r?$", re.MULTILINE)
 MARKER = re.compile(r"\[(bench-[0-9a-f]+-\d+)\]")
 
@@ -229,12 +247,14 @@ class Mailbox:
 # ---------------------------------------------------------------------- transitions
 
 
-def _new_events(engine: Engine, after: int) -> list[tuple[int, int, str, Mapping[str, Any]]]:
+def _new_events(
+    engine: Engine, after: int, holes: list[int]
+) -> list[tuple[int, int, str, Mapping[str, Any]]]:
     query = (
         select(
             ExchangeEvent.id, ExchangeEvent.exchange_id, ExchangeEvent.kind, ExchangeEvent.detail
         )
-        .where(col(ExchangeEvent.id) > after)
+        .where(or_(col(ExchangeEvent.id) > after, col(ExchangeEvent.id).in_(holes)))
         .order_by(col(ExchangeEvent.id))
     )
     with Session(engine) as session:
@@ -243,15 +263,23 @@ def _new_events(engine: Engine, after: int) -> list[tuple[int, int, str, Mapping
 
 async def watch_events(engine: Engine, board: Board[float], interval: float) -> None:
     """Every event row as it appears, keyed `<exchange id>:<kind>` (and the side for survey
-    answers). SQLite has one writer at a time, so rows commit in the order of their ids."""
+    answers). On PostgreSQL a row can commit after one with a higher id (SQLite has one writer
+    at a time): the ids skipped over are asked for again for HOLE_SECONDS."""
     last = 0
+    holes: dict[int, float] = {}
     while True:
-        rows = await asyncio.to_thread(_new_events, engine, last)
+        rows = await asyncio.to_thread(_new_events, engine, last, list(holes))
         seen = time.perf_counter()
         for event_id, exchange_id, kind, detail in rows:
-            last = event_id
+            holes.pop(event_id, None)
+            if event_id > last:
+                holes.update(dict.fromkeys(range(last + 1, event_id), seen + HOLE_SECONDS))
+                last = event_id
             side = f":{detail.get('side')}" if kind == "survey_answered" else ""
             board.put(f"{exchange_id}:{kind}{side}", seen)
+        for event_id, until in list(holes.items()):
+            if until < seen:
+                del holes[event_id]
         await asyncio.sleep(interval)
 
 
@@ -451,6 +479,7 @@ FLOOR_STEPS = [
     ("pick", "meeting_scheduled"),
 ]
 FLOOR_STEP_NAMES = {"introduction": "accept"}
+FLOOR_STANDS_FOR = {"floor_record": "record_event", "floor_notify": "notify"}
 
 
 class Floor:
@@ -497,7 +526,7 @@ class Floor:
             )
         )
         closed = await self._recorded.get(f"{number}:closed")
-        return Lifecycle(closed - started, latencies)
+        return Lifecycle(closed - started, latencies, self.workflow_id(number))
 
 
 # ---------------------------------------------------------------------- levels and figures
@@ -509,8 +538,11 @@ class Level:
     wall: float
     done: list[Lifecycle]
     errors: list[str]
-    # CPU seconds of this process (web app, worker, SMTP server, driver) over the level.
+    # CPU seconds of this process (the driver, the SMTP server, the floor's worker, and in one
+    # process the web app and the worker too) over the level.
     cpu: float = 0.0
+    # CPU seconds of the other processes over the level: web, workers, temporal.
+    usage: dict[str, float] = field(default_factory=dict)
     # Seconds an e-mail link POST was in flight, for the one-at-a-time workaround.
     link_held: float = 0.0
 
@@ -616,12 +648,16 @@ def seed(engine: Engine, *, touched: bool) -> dict[str, str]:
     return tokens
 
 
-def bench_settings(database_url: str, web_port: int, smtp_port: int, scale: float) -> Settings:
+def bench_settings(
+    database_url: str, web_port: int, smtp_port: int, scale: float, **extra: Any
+) -> Settings:
     held = HUMAN_HOLD_SECONDS * scale / DAY  # in days, before the scale divides it
     values: dict[str, Any] = {
         "ce4big_env": "development",
         "database_url": database_url,
         "base_url": f"http://127.0.0.1:{web_port}",
+        "ce4big_host": "127.0.0.1",
+        "ce4big_port": web_port,
         "smtp_host": "127.0.0.1",
         "smtp_port": smtp_port,
         "smtp_tls": False,
@@ -633,12 +669,327 @@ def bench_settings(database_url: str, web_port: int, smtp_port: int, scale: floa
         # Every simulated person acts from 127.0.0.1: the per-client limits would throttle them.
         "decisions_per_client": 1_000_000,
         "link_actions_per_client": 1_000_000,
+        **extra,
     }
     for name in HUMAN_REMINDERS:
         values[name] = held
     for name in HUMAN_DEADLINES:
         values[name] = 2 * held
     return Settings(_env_file=None, **values)
+
+
+# ---------------------------------------------------------------------- processes
+
+
+class MissingError(Exception):
+    """Something the bench needs is not there: said in one line, exit 2."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """This process's environment without any setting of its own, and `settings` as the
+    variables the README names: what a child process reads is exactly `settings`."""
+    names = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[name.upper()] = str(value)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Child:
+    """A command leading a process group of its own, its output in a log file."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], folder: Path) -> None:
+        self.name = name
+        self._command = command
+        self._env = env
+        self._folder = folder
+        self.log = folder / f"{name}.log"
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self._popen = subprocess.Popen(
+                self._command, env=self._env, cwd=self._folder, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        assert self._popen is not None, f"{self.name} was not started"
+        return self._popen.pid
+
+    def exited(self) -> str | None:
+        if self._popen is None:
+            return f"{self.name} was not started"
+        code = self._popen.poll()
+        if code is None:
+            return None
+        return f"{self.name} exited with code {code}; the end of {self.log}:\n{self.tail()}"
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM to the group, SIGKILL after `grace` seconds, then to the group's stragglers."""
+        if self._popen is None:
+            return
+        if self._popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._popen.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._popen.wait(grace)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._popen.pid, signal.SIGKILL)
+        self._popen.wait()
+
+    def tail(self, lines: int = 12) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def group_usage(*groups: int) -> tuple[float, int]:
+    """CPU seconds (of the live members, and of the children they reaped) and resident bytes
+    of the processes in these process groups, from /proc."""
+    tick, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+    wanted = set(groups)
+    cpu, rss = 0.0, 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # After the command name in parentheses: state, ppid, pgrp, ... utime, stime, cutime,
+        # cstime (fields 14-17), ... rss in pages (field 24).
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) in wanted:
+            cpu += sum(int(f) for f in fields[11:15]) / tick
+            rss += int(fields[21]) * page
+    return cpu, rss
+
+
+async def port_open(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]],
+    what: str,
+    children: list[Child],
+    seconds: float = START_SECONDS,
+) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        for child in children:
+            reason = child.exited()
+            if reason is not None:
+                raise RuntimeError(f"{what}: {reason}")
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"--- {c.name}\n{c.tail()}" for c in children)
+            raise RuntimeError(f"{what}: not within {seconds:.0f} s\n{tails}")
+        await asyncio.sleep(0.2)
+
+
+def _on_server(server_url: str, statement: str) -> None:
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(statement))
+    finally:
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def app_database(kind: str, folder: str) -> Iterator[str]:
+    """SQLite in `folder`, or a database of the run's own on the PostgreSQL server that
+    TEST_POSTGRES_URL names (dropped at the end)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder}/app.db"
+        return
+    server_url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    shown = make_url(server_url).render_as_string(hide_password=True)
+    name = f"ce4big_bench_{uuid.uuid4().hex[:12]}"
+    try:
+        _on_server(server_url, f'CREATE DATABASE "{name}"')
+    except OperationalError as exc:
+        reason = " ".join(str(exc.orig).split())
+        raise MissingError(
+            f"PostgreSQL does not answer at {shown} ({reason}): start it, or name another "
+            "server in TEST_POSTGRES_URL"
+        ) from None
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        _on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_bytes(database_url: str) -> int:
+    """The app database's size on disk: the SQLite file with its WAL, or PostgreSQL's own."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return sum(
+            Path(f"{url.database}{suffix}").stat().st_size
+            for suffix in ("", "-wal")
+            if Path(f"{url.database}{suffix}").exists()
+        )
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(text("SELECT pg_database_size(current_database())")).one()[0]
+            )
+    finally:
+        engine.dispose()
+
+
+class TemporalServer:
+    """The venv's `temporal server start-dev`, headless, persisted in SQLite in `folder`."""
+
+    def __init__(self, folder: Path) -> None:
+        binary = Path(sys.executable).parent / "temporal"
+        if not binary.exists():
+            raise MissingError(f"{binary} is missing: install the project (make dev does it)")
+        self.port = free_port()
+        self.database = folder / "temporal.db"
+        self.child = Child(
+            "temporal",
+            [
+                str(binary), "server", "start-dev", "--headless",
+                "--ip", "127.0.0.1",
+                "--port", str(self.port),
+                "--http-port", str(free_port()),
+                "--db-filename", str(self.database),
+                "--namespace", "default",
+                "--log-level", "error",
+                *dev_server_arguments(),
+            ],
+            {**os.environ},
+            folder,
+        )  # fmt: skip
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> Client:
+        self.child.start()
+        await wait_until(lambda: port_open(self.port), "the Temporal dev server", [self.child])
+        return await Client.connect(self.target)
+
+    def database_bytes(self) -> int:
+        return sum(
+            Path(f"{self.database}{suffix}").stat().st_size
+            for suffix in ("", "-wal")
+            if Path(f"{self.database}{suffix}").exists()
+        )
+
+
+async def _polling_pids(client: Client, task_queue: str) -> set[int]:
+    """Process ids with a poller on both of the task queue's kinds (identity `pid@host`)."""
+    found: list[set[int]] = []
+    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+        described = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=task_queue),
+                task_queue_type=kind,
+            )
+        )
+        found.append(
+            {int(p.identity.split("@")[0]) for p in described.pollers if p.identity[:1].isdigit()}
+        )
+    return found[0] & found[1]
+
+
+class ProductProcesses:
+    """`ce4big api` (WEB_PROCESSES of its own) and `ce4big worker` processes, as production
+    runs them, with `settings` for their environment."""
+
+    def __init__(self, folder: Path, settings: Settings, client: Client) -> None:
+        binary = Path(sys.executable).parent / "ce4big"
+        if not binary.exists():
+            raise MissingError(f"{binary} is missing: install the project (make dev does it)")
+        self._binary = str(binary)
+        self._folder = folder
+        self._env = settings_env(settings)
+        self._settings = settings
+        self._client = client
+        self.api = Child("api", [self._binary, "api"], self._env, folder)
+        self.workers: list[Child] = []
+        self._started = 0
+
+    async def start_api(self) -> None:
+        self.api.start()
+        url = f"{self._settings.base_url}/healthz"
+
+        async def healthy() -> bool:
+            try:
+                async with httpx.AsyncClient(timeout=3) as http:
+                    return (await http.get(url)).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await wait_until(healthy, "ce4big api /healthz", [self.api])
+
+    async def start_workers(self, count: int) -> None:
+        for _ in range(count):
+            self._started += 1
+            child = Child(
+                f"worker-{self._started}", [self._binary, "worker"], self._env, self._folder
+            )
+            child.start()
+            self.workers.append(child)
+        pids = {w.pid for w in self.workers}
+
+        async def polling() -> bool:
+            return pids <= await _polling_pids(self._client, self._settings.temporal_task_queue)
+
+        await wait_until(polling, f"{count} ce4big worker polling", self.workers)
+
+    async def stop_workers(self) -> None:
+        await asyncio.gather(*(asyncio.to_thread(w.stop) for w in self.workers))
+        self.workers = []
+
+    async def stop(self) -> None:
+        await self.stop_workers()
+        await asyncio.to_thread(self.api.stop)
+
+    def check(self) -> None:
+        for child in (self.api, *self.workers):
+            reason = child.exited()
+            if reason is not None:
+                raise RuntimeError(reason)
+
+    def usage(self) -> dict[str, tuple[float, int]]:
+        return {
+            "web": group_usage(self.api.pid),
+            "workers": group_usage(*(w.pid for w in self.workers)),
+        }
+
+
+# ---------------------------------------------------------------------- the run
 
 
 class _Server(uvicorn.Server):
@@ -664,6 +1015,49 @@ async def history_shape(client: Client, workflow_id: str | None) -> dict[str, in
     }
 
 
+async def history_sequence(client: Client, workflow_id: str | None) -> list[str]:
+    """The commands of one history that make its shape, in order: each activity by what it
+    does (a floor activity by the product activity it stands for) and each search attribute
+    upsert. Timers are left out: whether a wait starts one depends on who came first."""
+    if workflow_id is None:
+        return []
+    events = (await client.get_workflow_handle(workflow_id).fetch_history()).events
+    sequence = []
+    for event in events:
+        if event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            sequence.append("upsert")
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attributes = event.activity_task_scheduled_event_attributes
+            name = attributes.activity_type.name
+            if name.startswith("floor_"):
+                call = json.loads(attributes.input.payloads[0].data)
+                name = FLOOR_STANDS_FOR.get(name) or str(call["kind"]).split(":")[0]
+            sequence.append(name)
+    return sequence
+
+
+async def compare_shapes(client: Client, products: list[str], floors: list[str]) -> str | None:
+    """None when one of the floor workflows issued the same activities and upserts, in order,
+    as one of the exchanges (which branch each takes depends on who came first, e.g. a slot
+    picked before its stage is entered again), else where the first pair differs."""
+    product_sequences = [await history_sequence(client, w) for w in products]
+    floor_sequences = [await history_sequence(client, w) for w in floors]
+    if any(f == p for f in floor_sequences for p in product_sequences):
+        return None
+    if not product_sequences or not floor_sequences:
+        return "no history to compare"
+    return first_difference(product_sequences[0], floor_sequences[0])
+
+
+def first_difference(product: list[str], floor: list[str]) -> str | None:
+    for index, (ours, theirs) in enumerate(zip(product, floor, strict=False)):
+        if ours != theirs:
+            return f"command {index + 1}: product {ours}, floor {theirs}"
+    if len(product) != len(floor):
+        return f"product {len(product)} commands, floor {len(floor)}"
+    return None
+
+
 async def verify_closed(http: httpx.AsyncClient, token: str, ids: set[int]) -> Counter[str]:
     """Status and outcome of every measured exchange, as the API lists them."""
     outcomes: Counter[str] = Counter()
@@ -685,11 +1079,32 @@ async def verify_closed(http: httpx.AsyncClient, token: str, ids: set[int]) -> C
             return outcomes
 
 
+@dataclass
+class Config:
+    """One shape of the product: `workers` worker processes beside a `ce4big api` of `web`
+    processes, or (workers 0) the web app and the worker in this process."""
+
+    workers: int
+    web: int
+
+    @property
+    def label(self) -> str:
+        if self.workers == 0:
+            return "in-process"
+        return f"{self.workers} worker{'s' if self.workers > 1 else ''}, {self.web} web"
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     levels = [int(c) for c in args.concurrency.split(",")]
+    configs = (
+        [Config(int(w), args.web) for w in args.workers.split(",")]
+        if args.workers
+        else [Config(0, 1)]
+    )
     async with contextlib.AsyncExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ce4big-bench-"))
-        database_url = f"sqlite:///{tmp}/app.db"
+        folder = Path(tmp)
+        database_url = stack.enter_context(app_database(args.database, tmp))
         await asyncio.to_thread(upgrade_database, database_url)
         engine = make_engine(database_url)
         stack.callback(engine.dispose)
@@ -701,33 +1116,31 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             lambda: SMTP(mailbox, hostname="bench-mx", loop=loop), host="127.0.0.1", port=0
         )
         stack.callback(smtp.close)
+
+        temporal = TemporalServer(folder)
+        print(
+            f"starting the Temporal dev server (SQLite in {tmp}), {args.database} for the app",
+            flush=True,
+        )
+        stack.callback(temporal.child.stop)
+        client = await temporal.start()
+
         web_socket = stack.enter_context(socket.socket())
         web_socket.bind(("127.0.0.1", 0))
+        web_port = int(web_socket.getsockname()[1])
         settings = bench_settings(
             database_url,
-            web_port=int(web_socket.getsockname()[1]),
+            web_port=web_port,
             smtp_port=int(smtp.sockets[0].getsockname()[1]),
             scale=args.time_scale,
+            temporal_address=temporal.target,
+            web_processes=args.web,
+            data_dir=folder / "data",
         )
-
-        temporal = Path(sys.executable).parent / "temporal"
-        print(f"starting the Temporal dev server ({temporal}), SQLite in {tmp}", flush=True)
-        env = await stack.enter_async_context(
-            await WorkflowEnvironment.start_local(
-                dev_server_existing_path=str(temporal),
-                dev_server_database_filename=f"{tmp}/temporal.db",
-                ui=False,
-                search_attributes=SEARCH_ATTRIBUTES,
-            )
-        )
-        executor = stack.enter_context(
-            ThreadPoolExecutor(max_workers=16, thread_name_prefix="activity")
-        )
-        await stack.enter_async_context(build_worker(env.client, settings, engine, executor))
-        floor = Floor(env.client, f"floor-{uuid.uuid4().hex[:8]}", exchange_timings(settings))
+        floor = Floor(client, f"floor-{uuid.uuid4().hex[:8]}", exchange_timings(settings))
         await stack.enter_async_context(
             Worker(
-                env.client,
+                client,
                 task_queue=floor.task_queue,
                 workflows=[FloorWorkflow],
                 activities=[
@@ -737,19 +1150,38 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 ],
             )
         )
-        app = create_app(settings, temporal_client=env.client)
-        server = _Server(uvicorn.Config(app, log_level="warning", access_log=False))
-        serving = asyncio.create_task(server.serve(sockets=[web_socket]))
+        processes: ProductProcesses | None = None
+        if args.workers:
+            # The children bind the port themselves.
+            web_socket.close()
+            processes = ProductProcesses(folder, settings, client)
+            stack.push_async_callback(processes.stop)
+            print(
+                f"starting ce4big api ({args.web} web process{'es' if args.web > 1 else ''})",
+                flush=True,
+            )
+            await processes.start_api()
+        else:
+            executor = stack.enter_context(
+                ThreadPoolExecutor(
+                    max_workers=settings.worker_max_concurrent_activities,
+                    thread_name_prefix="activity",
+                )
+            )
+            await stack.enter_async_context(build_worker(client, settings, engine, executor))
+            app = create_app(settings, temporal_client=client)
+            server = _Server(uvicorn.Config(app, log_level="warning", access_log=False))
+            serving = asyncio.create_task(server.serve(sockets=[web_socket]))
 
-        async def stop_serving() -> None:
-            server.should_exit = True
-            await serving
-
-        stack.push_async_callback(stop_serving)
-        while not server.started:
-            if serving.done():
+            async def stop_serving() -> None:
+                server.should_exit = True
                 await serving
-            await asyncio.sleep(0.01)
+
+            stack.push_async_callback(stop_serving)
+            while not server.started:
+                if serving.done():
+                    await serving
+                await asyncio.sleep(0.01)
         events: Board[float] = Board()
         watching = asyncio.create_task(watch_events(engine, events, args.poll_ms / 1000))
         stack.callback(watching.cancel)
@@ -757,121 +1189,238 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             httpx.AsyncClient(
                 base_url=settings.base_url,
                 timeout=STEP_TIMEOUT,
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+                limits=httpx.Limits(max_connections=128, max_keepalive_connections=128),
             )
         )
 
         product = Product(http, mailbox, events, tokens, serialise_links=not args.as_is)
-        result = await measure(args, levels, product, floor)
-        done = [life for level in result["product"] for life in level.done]
-        result["verified"] = await verify_closed(
-            http, tokens[HOME_BROKER], {life.exchange_id for life in done}
-        )
-        result["product_shape"] = await history_shape(
-            env.client, f"exchange-{done[-1].exchange_id}" if done else None
-        )
-        result["floor_shape"] = await history_shape(env.client, floor.workflow_id(0))
-        result["mailbox"] = mailbox
-        result["conflicts"] = product.conflicts
-        result["link_waits"] = product.link_waits
-        return result
+        measured = Measure(args, levels, product, floor, temporal, processes)
+        results: dict[str, dict[str, list[Level]]] = {}
+        for config in configs:
+            if processes is not None:
+                print(f"starting {config.workers} ce4big worker process(es)", flush=True)
+                await processes.start_workers(config.workers)
+            results[config.label] = await measured.run(config)
+            if processes is not None:
+                await processes.stop_workers()
+        done = [
+            life
+            for levels_ in results.values()
+            for level in levels_["product"]
+            for life in level.done
+        ]
+        return {
+            "configs": configs,
+            "results": results,
+            "verified": await verify_closed(
+                http, tokens[HOME_BROKER], {life.exchange_id for life in done}
+            ),
+            "product_shape": await history_shape(
+                client, f"exchange-{done[-1].exchange_id}" if done else None
+            ),
+            "floor_shape": await history_shape(client, floor.workflow_id(0)),
+            "shape_difference": await compare_shapes(
+                client,
+                [f"exchange-{life.exchange_id}" for life in done[-SHAPE_SAMPLE:]],
+                [
+                    life.marker
+                    for levels_ in results.values()
+                    for level in levels_["floor"]
+                    for life in level.done
+                ][-SHAPE_SAMPLE:],
+            ),
+            "mailbox": mailbox,
+            "conflicts": product.conflicts,
+            "link_waits": product.link_waits,
+        }
 
 
-async def measure(
-    args: argparse.Namespace, levels: list[int], product: Product, floor: Floor
-) -> dict[str, Any]:
-    numbers = iter(range(1_000_000))
+def per_level(n: int, concurrency: int) -> int:
+    """Lifecycles at a level: at least `n`, and twice the concurrency, so that the level runs
+    at its concurrency for most of its time."""
+    return max(n, 2 * concurrency)
 
-    def take(count: int) -> range:
-        first = next(numbers)
+
+class Measure:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        levels: list[int],
+        product: Product,
+        floor: Floor,
+        temporal: TemporalServer,
+        processes: ProductProcesses | None,
+    ) -> None:
+        self._args = args
+        self._levels = levels
+        self._product = product
+        self._floor = floor
+        self._temporal = temporal
+        self._processes = processes
+        self._numbers = iter(range(1_000_000))
+
+    def _take(self, count: int) -> range:
+        first = next(self._numbers)
         for _ in range(count - 1):
-            next(numbers)
+            next(self._numbers)
         return range(first, first + count)
 
-    print("warming up: one floor workflow and one exchange (catalogue index, first imports)")
-    for warm in (
-        await run_level(floor.lifecycle, take(1), 1),
-        await run_level(product.lifecycle, take(1), 1),
-    ):
-        if warm.errors:
-            raise RuntimeError(f"warm-up failed: {warm.errors[0]}")
-    out: dict[str, Any] = {"product": [], "floor": []}
-    for concurrency in levels:
-        for name, lifecycle in (("floor", floor.lifecycle), ("product", product.lifecycle)):
-            held = product.link_held
-            level = await run_level(lifecycle, take(args.n), concurrency)
-            level.link_held = product.link_held - held
-            p50, p95 = p50_p95_ms(level.latencies())
-            print(
-                f"  {name:8s} concurrency {concurrency:3d}: {len(level.done)}/{args.n} in "
-                f"{level.wall:6.2f} s = {level.per_second:6.2f}/s, decision p50 {p50:6.0f} ms "
-                f"p95 {p95:6.0f} ms, process CPU {level.cpu / level.wall:4.0%}"
-                + (f", {len(level.errors)} FAILED" if level.errors else ""),
-                flush=True,
-            )
-            for error in level.errors[:3]:
-                print(f"    {error}")
-            out[name].append(level)
-    return out
+    def _usage(self) -> dict[str, float]:
+        usage = {"temporal": group_usage(self._temporal.child.pid)[0]}
+        if self._processes is not None:
+            usage |= {name: cpu for name, (cpu, _) in self._processes.usage().items()}
+        return usage
+
+    async def run(self, config: Config) -> dict[str, list[Level]]:
+        product, floor = self._product, self._floor
+        print(f"{config.label}: warming up: one floor workflow and one exchange")
+        for warm in (
+            await run_level(floor.lifecycle, self._take(1), 1),
+            await run_level(product.lifecycle, self._take(1), 1),
+        ):
+            if warm.errors:
+                raise RuntimeError(f"warm-up failed: {warm.errors[0]}")
+        out: dict[str, list[Level]] = {"product": [], "floor": []}
+        for concurrency in self._levels:
+            count = per_level(self._args.n, concurrency)
+            for name, lifecycle in (("floor", floor.lifecycle), ("product", product.lifecycle)):
+                held = product.link_held
+                before = self._usage()
+                level = await run_level(lifecycle, self._take(count), concurrency)
+                after = self._usage()
+                level.usage = {k: after[k] - before.get(k, 0.0) for k in after}
+                level.link_held = product.link_held - held
+                p50, p95 = p50_p95_ms(level.latencies())
+                print(
+                    f"  {config.label:18s} {name:8s} concurrency {concurrency:3d}: "
+                    f"{len(level.done)}/{count} in {level.wall:6.2f} s = "
+                    f"{level.per_second:6.2f}/s, decision p50 {p50:6.0f} ms p95 {p95:6.0f} ms"
+                    + (f", {len(level.errors)} FAILED" if level.errors else ""),
+                    flush=True,
+                )
+                for error in level.errors[:3]:
+                    print(f"    {error}")
+                out[name].append(level)
+            if self._processes is not None:
+                self._processes.check()
+        return out
+
+
+def level_row(product: Level, floor: Level) -> dict[str, Any]:
+    p50, p95 = p50_p95_ms(product.latencies())
+    f50, f95 = p50_p95_ms(floor.latencies())
+    ratio = product.per_second / floor.per_second if floor.per_second else float("nan")
+    lives = [life.seconds for life in product.done]
+    failed = len(product.errors) + len(floor.errors)
+    p95_factor = p95 / f95 if f95 else float("nan")
+    return {
+        "concurrency": product.concurrency,
+        "product_per_s": round(product.per_second, 3),
+        "floor_per_s": round(floor.per_second, 3),
+        "ratio": round(ratio, 3),
+        "p50_ms": round(p50, 1),
+        "p95_ms": round(p95, 1),
+        "floor_p50_ms": round(f50, 1),
+        "floor_p95_ms": round(f95, 1),
+        "p95_to_floor": round(p95_factor, 3),
+        "exchange_p50_s": round(statistics.median(lives), 3) if lives else None,
+        "completed": len(product.done),
+        "failed": failed,
+        # CPU over the level's wall time, 1.0 being one core.
+        "cpu": {
+            "bench": round(product.cpu / product.wall, 3),
+            **{k: round(v / product.wall, 3) for k, v in product.usage.items()},
+        },
+        "floor_cpu": {
+            "bench": round(floor.cpu / floor.wall, 3),
+            **{k: round(v / floor.wall, 3) for k, v in floor.usage.items()},
+        },
+        "links_busy": round(product.link_held / product.wall, 3),
+        "goal_met": failed == 0 and ratio >= GOAL_RATIO and p95_factor <= GOAL_P95_FACTOR,
+    }
+
+
+def _cpu_text(cpu: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.0%}" for k, v in cpu.items())
 
 
 def report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
-    products: list[Level] = result["product"]
-    floors: list[Level] = result["floor"]
+    configs: list[Config] = result["configs"]
+    results: dict[str, dict[str, list[Level]]] = result["results"]
     mailbox: Mailbox = result["mailbox"]
-    rows: list[dict[str, Any]] = []
-    print()
-    print(
-        f"{'conc':>4} | {'floor/s':>8} | {'product/s':>9} | {'ratio':>5} | "
-        f"{'p50 ms':>7} | {'p95 ms':>7} | {'floor p50':>9} | {'floor p95':>9} | "
-        f"{'exchange p50 s':>14} | {'CPU':>4} | {'floor CPU':>9} | {'links busy':>10} | failed"
-    )
-    for product, floor in zip(products, floors, strict=True):
-        p50, p95 = p50_p95_ms(product.latencies())
-        f50, f95 = p50_p95_ms(floor.latencies())
-        ratio = product.per_second / floor.per_second if floor.per_second else float("nan")
-        lives = [life.seconds for life in product.done]
-        row: dict[str, Any] = {
-            "concurrency": product.concurrency,
-            "product_per_s": round(product.per_second, 3),
-            "floor_per_s": round(floor.per_second, 3),
-            "ratio": round(ratio, 3),
-            "p50_ms": round(p50, 1),
-            "p95_ms": round(p95, 1),
-            "floor_p50_ms": round(f50, 1),
-            "floor_p95_ms": round(f95, 1),
-            "exchange_p50_s": round(statistics.median(lives), 3) if lives else None,
-            "completed": len(product.done),
-            "failed": len(product.errors) + len(floor.errors),
-            "process_cpu": round(product.cpu / product.wall, 3),
-            "floor_process_cpu": round(floor.cpu / floor.wall, 3),
-            "links_busy": round(product.link_held / product.wall, 3),
-        }
-        rows.append(row)
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for config in configs:
+        levels = results[config.label]
+        rows = [level_row(p, f) for p, f in zip(levels["product"], levels["floor"], strict=True)]
+        tables[config.label] = rows
+        print(f"\n{config.label}:")
         print(
-            f"{row['concurrency']:>4} | {floor.per_second:8.2f} | {product.per_second:9.2f} | "
-            f"{ratio:5.2f} | {p50:7.0f} | {p95:7.0f} | {f50:9.0f} | {f95:9.0f} | "
-            f"{row['exchange_p50_s'] or 0:14.2f} | {row['process_cpu']:4.0%} | "
-            f"{row['floor_process_cpu']:9.0%} | {row['links_busy']:10.0%} | {row['failed']}"
+            f"{'conc':>4} | {'floor/s':>7} | {'product/s':>9} | {'ratio':>5} | {'p50 ms':>6} | "
+            f"{'p95 ms':>6} | {'floor p50':>9} | {'floor p95':>9} | {'p95/floor':>9} | "
+            f"{'exchange p50 s':>14} | failed | goal | CPU (1.0 = one core)"
         )
-    peak_index = max(range(len(products)), key=lambda i: products[i].per_second)
-    peak, peak_floor = rows[peak_index], max(f.per_second for f in floors)
-    met = peak["ratio"] >= GOAL_RATIO and peak["p95_ms"] < GOAL_P95_MS
+        for row in rows:
+            print(
+                f"{row['concurrency']:>4} | {row['floor_per_s']:7.2f} | "
+                f"{row['product_per_s']:9.2f} | {row['ratio']:5.2f} | {row['p50_ms']:6.0f} | "
+                f"{row['p95_ms']:6.0f} | {row['floor_p50_ms']:9.0f} | {row['floor_p95_ms']:9.0f} | "
+                f"{row['p95_to_floor']:9.2f} | {row['exchange_p50_s'] or 0:14.2f} | "
+                f"{row['failed']:>6} | {'met' if row['goal_met'] else 'NOT':>4} | "
+                f"{_cpu_text(row['cpu'])}"
+            )
+    if len(configs) > 1:
+        print(
+            "\nside by side (product/s, ratio to the floor measured beside it, "
+            "p95 ms / floor p95 ms):"
+        )
+        print(f"{'conc':>4} | " + " | ".join(f"{c.label:^36}" for c in configs))
+        for index, concurrency in enumerate(int(c) for c in args.concurrency.split(",")):
+            cells = []
+            for config in configs:
+                row = tables[config.label][index]
+                cells.append(
+                    f"{row['product_per_s']:6.2f}/s {row['ratio']:4.2f}x "
+                    f"{row['p95_ms']:5.0f}/{row['floor_p95_ms']:5.0f} ms"
+                    + ("" if row["failed"] == 0 else f" {row['failed']} failed")
+                )
+            print(f"{concurrency:>4} | " + " | ".join(f"{c:^36}" for c in cells))
+
+    met = all(row["goal_met"] for rows in tables.values() for row in rows)
     print(
-        f"\npeak: {peak['product_per_s']:.2f} exchanges/s at concurrency {peak['concurrency']} "
-        f"= {peak['ratio']:.2f} of the floor at that concurrency "
-        f"({peak['product_per_s'] / peak_floor:.2f} of the floor's own peak {peak_floor:.2f}/s); "
-        f"decision p95 {peak['p95_ms']:.0f} ms. Goal (>= {GOAL_RATIO} of the floor, p95 < "
-        f"{GOAL_P95_MS:.0f} ms): {'met' if met else 'NOT met'}"
+        f"\ngoal at every level: no failed exchange, product/floor >= {GOAL_RATIO}, decision p95 "
+        f"<= {GOAL_P95_FACTOR} x the floor's: {'met' if met else 'NOT met'}"
+        + (
+            ""
+            if met
+            else " (missed at "
+            + ", ".join(
+                f"{label} concurrency {row['concurrency']}"
+                for label, rows in tables.items()
+                for row in rows
+                if not row["goal_met"]
+            )
+            + ")"
+        )
     )
     steps = ("vet", "shortlist", "host_review", "accept", "propose", "pick", "survey")
-    print(f"decision -> transition at concurrency {peak['concurrency']}, p50/p95 ms:")
-    for step in steps:
-        s50, s95 = p50_p95_ms(products[peak_index].latencies(step))
-        f50, f95 = p50_p95_ms(floors[peak_index].latencies(step))
-        print(f"  {step:12s} product {s50:6.0f} / {s95:6.0f}   floor {f50:6.0f} / {f95:6.0f}")
+    for config in configs:
+        levels = results[config.label]
+        top = len(levels["product"]) - 1
+        print(
+            f"{config.label}: decision -> transition at concurrency "
+            f"{levels['product'][top].concurrency}, p50/p95 ms:"
+        )
+        for step in steps:
+            s50, s95 = p50_p95_ms(levels["product"][top].latencies(step))
+            f50, f95 = p50_p95_ms(levels["floor"][top].latencies(step))
+            print(f"  {step:12s} product {s50:6.0f} / {s95:6.0f}   floor {f50:6.0f} / {f95:6.0f}")
 
-    measured = [life.marker for level in products for life in level.done]
+    measured = [
+        life.marker
+        for levels in results.values()
+        for level in levels["product"]
+        for life in level.done
+    ]
     per_exchange = [sum(mailbox.kinds[m].values()) for m in measured]
     kinds = mailbox.kinds[measured[0]] if measured else Counter()
     fewest, most = min(per_exchange, default=0), max(per_exchange, default=0)
@@ -882,6 +1431,11 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
     shape_p, shape_f = result["product_shape"], result["floor_shape"]
     print(f"one history, product: {shape_p}")
     print(f"one history, floor:   {shape_f}")
+    difference = result["shape_difference"]
+    print(
+        "the floor's activities and upserts, in order, are an exchange's: "
+        + ("yes" if difference is None else f"NO ({difference})")
+    )
     print(f"API list of the measured exchanges: {dict(result['verified'])}")
     conflicts: Counter[str] = result["conflicts"]
     waits: list[float] = result["link_waits"]
@@ -903,50 +1457,64 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
     )
     print(
         f"machine: {os.cpu_count()} cores (shared with whatever else runs, e.g. CI), load "
-        f"average {os.getloadavg()[0]:.2f}; time scale {args.time_scale:.0f} (a day lasts "
-        f"{DAY / args.time_scale * 1000:.0f} ms); transitions seen by polling every "
-        f"{args.poll_ms} ms"
+        f"average {os.getloadavg()[0]:.2f}; app database {args.database}; time scale "
+        f"{args.time_scale:.0f} (a day lasts {DAY / args.time_scale * 1000:.0f} ms); "
+        f"transitions seen by polling every {args.poll_ms} ms (the floor's by callback)"
     )
+    first = tables[configs[0].label]
     return {
         "bench": "lifecycle",
+        "mode": "processes" if args.workers else "in-process",
+        "database": args.database,
+        "web_processes": args.web if args.workers else None,
         "n": args.n,
         "time_scale": args.time_scale,
         "poll_ms": args.poll_ms,
-        "levels": rows,
-        "peak": {
-            "concurrency": peak["concurrency"],
-            "product_per_s": peak["product_per_s"],
-            "floor_per_s": peak["floor_per_s"],
-            "ratio": peak["ratio"],
-            "ratio_to_floor_peak": round(peak["product_per_s"] / peak_floor, 3),
-            "p50_ms": peak["p50_ms"],
-            "p95_ms": peak["p95_ms"],
-            "process_cpu": peak["process_cpu"],
-            "links_busy": peak["links_busy"],
-        },
+        "configs": [
+            {
+                "label": config.label,
+                "worker_processes": config.workers,
+                "levels": tables[config.label],
+            }
+            for config in configs
+        ],
+        "levels": first,
         "baseline": {
-            "what": "floor workflows of the same shape, no-op activities, signals",
-            "peak_per_s": round(peak_floor, 3),
+            "what": "floor workflows of the same shape, no-op activities, signals, measured "
+            "beside each configuration at each level",
+            "peak_per_s": round(max(row["floor_per_s"] for row in first), 3),
         },
-        "goal": {"ratio": GOAL_RATIO, "p95_ms": GOAL_P95_MS, "met": met},
+        "goal": {"ratio": GOAL_RATIO, "p95_to_floor": GOAL_P95_FACTOR, "failed": 0, "met": met},
         "emails_per_exchange": fewest,
         "emails_per_exchange_max": most,
         "email_kinds": dict(sorted(kinds.items())),
         "history_product": shape_p,
         "history_floor": shape_f,
+        "floor_shape_difference": difference,
         "verified": dict(result["verified"]),
         "unfiled_emails": mailbox.unfiled,
         "conflicts_409": dict(sorted(conflicts.items())),
         "workarounds": not args.as_is,
         "link_wait_p95_ms": round(w95, 1) if waits else None,
         "cores": os.cpu_count(),
+        "load_average": round(os.getloadavg()[0], 2),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--n", type=int, default=20, help="lifecycles per concurrency level")
-    parser.add_argument("--concurrency", default="1,4,8,16", help="comma-separated levels")
+    parser.add_argument(
+        "--n", type=int, default=20, help="lifecycles per level (at least twice its concurrency)"
+    )
+    parser.add_argument("--concurrency", default="1,4,8,16,32", help="comma-separated levels")
+    parser.add_argument(
+        "--workers",
+        default="",
+        help="comma-separated counts of `ce4big worker` processes to measure, each beside a "
+        "`ce4big api`; without it the web app and the worker run in this process",
+    )
+    parser.add_argument("--web", type=int, default=1, help="WEB_PROCESSES of `ce4big api`")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--time-scale", type=float, default=DEFAULT_SCALE)
     parser.add_argument(
         "--with-workarounds",
@@ -957,7 +1525,12 @@ def main() -> None:
     parser.add_argument("--poll-ms", type=int, default=10, help="event table polling interval")
     args = parser.parse_args()
     started = time.perf_counter()
-    result = asyncio.run(bench(args))
+    try:
+        result = asyncio.run(bench(args))
+    except MissingError as exc:
+        print(f"lifecycle: cannot run: {exc}", file=sys.stderr, flush=True)
+        print(json.dumps({"bench": "lifecycle", "error": str(exc)}))
+        sys.exit(2)
     figures = report(args, result)
     figures["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(figures))

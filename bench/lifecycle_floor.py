@@ -1,15 +1,20 @@
 """The floor of bench/lifecycle.py: a workflow of the same shape as one complete exchange.
 
-Same activity calls in the same order with the same options (39 for a complete exchange with
-one shortlisted partner), the same waits with the same reminder and deadline timers, the same
-timers for the meeting and the survey delay, but no-op activities and a signal for each human
-decision. It lives in its own module because the workflow sandbox re-imports the module that
-defines a workflow, and the bench script itself imports the whole web stack.
+Same activity calls in the same order with the same options (about 48 for a complete exchange
+with one shortlisted partner), the same stage entries (the patch markers, the search attribute
+upserts and the recorded entry of workflows/effects.py), the same waits with the same reminder
+and deadline timers, the same timers for the meeting and the survey delay, and the same
+branches where a decision can come before its wait (scheduling), but no-op activities and a
+signal for each human decision. bench/lifecycle.py compares the two histories' activities and
+upserts, in order, at the end of every run. It lives in its own module because the workflow
+sandbox re-imports the module that defines a workflow, and the bench script itself imports the
+whole web stack.
 """
 
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity, workflow
@@ -18,6 +23,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.exchange import FIND_CANDIDATES_OPTIONS, NOTIFY_OPTIONS
     from activities.records import RECORD_EVENT_OPTIONS
     from ce4big.lifecycle import Timings
+    from ce4big.searchattributes import stage_updates
+
+# The product's patches (workflows/effects.py): each records a marker on first use.
+STAGE_RECORDS_PATCH = "record-stage-entries"
+SEARCH_ATTRIBUTES_PATCH = "search-attributes"
+HOME_CLUSTER = "biowin"
 
 HOUR = 3600.0
 
@@ -80,6 +91,7 @@ class FloorWorkflow:
         await self._record("submitted")
         await self._notify("request_received")
         # Vetting.
+        await self._enter("vetting", ["home_broker"], t.vetting_escalation)
         await self._notify("vetting_needed", "vet")
         await self._wait(
             "vet",
@@ -92,6 +104,7 @@ class FloorWorkflow:
         await self._noop("revoke_tokens")
         await self._notify("request_approved")
         # Matching and host review.
+        await self._enter("matching", ["home_broker"], t.shortlist_escalation)
         await self._noop("find_candidates", FIND_CANDIDATES_OPTIONS)
         await self._record("candidates_found")
         await self._notify("shortlist_needed", "shortlist")
@@ -105,12 +118,14 @@ class FloorWorkflow:
         await self._noop("revoke_tokens")
         await self._record("shortlisted")
         await self._noop("update_candidate")
+        await self._enter("host_review", ["host_broker"], t.host_review_consent)
         await self._notify("host_review_request", "host_review")
         await self._wait("host_review", deadline=t.host_review_consent)
         await self._noop("revoke_tokens")
         await self._noop("update_candidate")
         await self._record("host_review_done")
         # Introduction.
+        await self._enter("introduction", ["partner"], t.partner_deadline)
         await self._noop("update_candidate")
         await self._notify("introduction_request", "introduction")
         await self._wait(
@@ -121,24 +136,32 @@ class FloorWorkflow:
         await self._noop("revoke_tokens")
         await self._noop("update_candidate")
         await self._record("introduction_accepted")
+        await self._enter("scheduling", ["requester"], t.scheduling_deadline)
         await self._notify("introduction_made", "propose")
         await self._notify("introduction_made")
-        # Scheduling: the requester proposes, the partner picks.
-        for step, announce in (("propose", True), ("pick", False)):
+        # Scheduling, as workflows/scheduling.py: a proposal already made is announced at once;
+        # otherwise the stage is entered again and waits for the next move.
+        announced = False
+        while "pick" not in self._decided:
+            if "propose" in self._decided and not announced:
+                announced = True
+                await self._record("slots_proposed")
+                await self._notify("slots_proposed", "pick")
+                continue
+            waiting = "partner" if announced else "requester"
+            await self._enter("scheduling", [waiting], t.scheduling_deadline)
             await self._wait(
-                step,
+                "pick" if announced else "propose",
                 reminders=[(t.scheduling_reminder, lambda: self._notify("slots_reminder"))],
                 deadline=t.scheduling_deadline,
             )
-            if announce:
-                await self._record("slots_proposed")
-                await self._notify("slots_proposed", "pick")
         await self._noop("revoke_tokens")
         # The meeting: its reminder and its end are real times divided by the scale.
-        await self._record("meeting_scheduled")
-        await self._notify("meeting_confirmed")
         until_start = data.meeting_lead / t.time_scale
         until_end = (data.meeting_lead + data.meeting_length) / t.time_scale
+        await self._enter("meeting_scheduled", [], until_end)
+        await self._record("meeting_scheduled")
+        await self._notify("meeting_confirmed")
         await self._wait(
             "never",
             reminders=[
@@ -151,7 +174,9 @@ class FloorWorkflow:
         )
         await self._record("meeting_held")
         # Follow-up: the survey delay, then both answers.
+        await self._enter("follow_up", [], t.survey_delay)
         await self._wait("never", deadline=t.survey_delay)
+        await self._enter("follow_up", ["requester", "partner"], t.survey_close)
         await self._notify("survey_invitation", "survey:requester", "survey:partner")
         await self._wait(
             "survey:requester",
@@ -166,8 +191,24 @@ class FloorWorkflow:
         await self._record("survey_closed")
         # Closing.
         await self._noop("revoke_tokens")
+        await self._enter("closed", [], None)
         await self._record("closed")
         return "completed"
+
+    async def _enter(self, stage: str, waiting_on: list[str], deadline: float | None) -> None:
+        """The product's stage entry: the search attributes, then the entry's record."""
+        since = workflow.now()
+        if workflow.patched(SEARCH_ATTRIBUTES_PATCH):
+            workflow.upsert_search_attributes(
+                stage_updates(
+                    stage=stage,
+                    home_cluster=HOME_CLUSTER,
+                    waiting_on=waiting_on,
+                    deadline=since + timedelta(seconds=deadline) if deadline is not None else None,
+                )
+            )
+        if workflow.patched(STAGE_RECORDS_PATCH):
+            await self._noop("record_event")
 
     async def _wait(
         self,

@@ -85,7 +85,7 @@ COOPERATION_CONCEPTS = {
 }
 # A need inferred from a problem weighs a little less than one the request names; a concept that
 # in the problem describes the situation (the dog whose liver reacted) weighs little; one the
-# request rules out ("not a CRO", "rather than more animal studies") counts against.
+# request rules out ("not a CRO", "rather than more animal studies") costs part of the score.
 PROBLEM_WEIGHT = 0.9
 CONTEXT_WEIGHT = 0.25
 EXCLUDED_WEIGHT = 0.5
@@ -375,9 +375,6 @@ def _build_query(
         factor = TEXT_WEIGHT * query.idf[f"w:{term}"] * (1 + math.log(count))
         query.ideal += factor
         query.add(f"w:{term}", factor)
-    for concept in reading.excluded:
-        definition = CONCEPTS[concept]
-        query.add(f"c:{concept}", -EXCLUDED_WEIGHT * FACET_WEIGHTS[definition.facet])
     return query
 
 
@@ -463,6 +460,11 @@ def rank_candidates(
     reading = read_request(request, infer_problems=infer_problems)
     query = _build_query(reading, index)
     raw = index.accumulate(query.keys, query.factors)
+    if reading.excluded:
+        # An organisation that states what the request rules out keeps part of its score.
+        keys = [term_hash(f"c:{concept}") for concept in reading.excluded]
+        stated = index.accumulate(keys, [1.0] * len(keys))
+        raw *= 1 - EXCLUDED_WEIGHT * np.minimum(stated, 1.0)
     scores = np.round(raw / query.ideal, 4) if query.ideal > 0 else raw
     eligible = np.flatnonzero(mask & (scores > 0))
     if not eligible.size:
@@ -560,7 +562,11 @@ def _describe(evidence: _Evidence, asked_for: str) -> str:
     if evidence.mode == "negated":
         return f"note: says it does not offer {label} ({_quote(evidence.listed)})"
     notes = []
-    if evidence.mode == "exact" and {fold(a) for a in evidence.asked} != {fold(label)}:
+    if (
+        evidence.mode == "exact"
+        and evidence.asked
+        and {fold(a) for a in evidence.asked} != {fold(label)}
+    ):
         notes.append(f"matched {asked}")
     if fold(evidence.listed) not in {fold(label), *(fold(a) for a in evidence.asked)}:
         notes.append(f"listed as {_quote(evidence.listed)}")

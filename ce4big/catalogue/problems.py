@@ -64,8 +64,8 @@ _NOT_ONLY = frozenset({"only", "seulement", "nur", "tylko", "just", "uniquement"
 # negation of knowing leaves what follows stated.
 _UNCERTAIN = word_set(
     """
-know knows knew known sure clear understand savons sait savoir comprenons connaissons
-wissen weiss verstehen klar sicher kennen wiemy wie znamy rozumiemy pewni jasne
+know knows knew known sure clear understand tell say savons sait savoir comprenons connaissons dire
+wissen weiss verstehen klar sicher kennen sagen wiemy wie znamy rozumiemy pewni jasne powiedziec
 """
 )
 # "carry no genome", "showed no lesions", "enthält keine": a noun negation after these words

@@ -483,3 +483,156 @@ class TestRequestFromJson:
     def test_refuses_what_is_no_request(self, data: object) -> None:
         with pytest.raises(Invalid):
             request_from_json(data)
+
+
+PROBLEM_CATALOGUE = [
+    row(
+        "en-form",
+        "biowin",
+        "cdmo",
+        "Formulation development of biologics: liquid and lyophilised formulations, "
+        "excipient screening and ICH stability studies.",
+    ),
+    row(
+        "en-fill",
+        "biom",
+        "cdmo",
+        "Aseptic fill-finish of vials and prefilled syringes, visual inspection.",
+        certifications="GMP",
+    ),
+    row(
+        "fr-liver",
+        "atlanpole",
+        "academic_lab",
+        "Équipe académique : organoïdes hépatiques humains et tests d'hépatotoxicité.",
+        languages="fr;en",
+    ),
+    row(
+        "en-dogtox",
+        "biom",
+        "cro",
+        "GLP general toxicology in dogs and minipigs with histopathology.",
+        certifications="GLP",
+    ),
+    row(
+        "pl-stats",
+        "klsk",
+        "cro",
+        "Biostatystyka i zarządzanie danymi klinicznymi: plany analizy statystycznej, "
+        "analizy pośrednie, projekty adaptacyjne.",
+        languages="pl;en",
+    ),
+    row(
+        "en-stats",
+        "biowin",
+        "academic_lab",
+        "University biostatistics group: statistical analysis plans and adaptive designs.",
+    ),
+]
+
+
+@pytest.fixture
+def problem_catalogue(session: Session) -> Session:
+    load(session, PROBLEM_CATALOGUE)
+    return session
+
+
+class TestProblems:
+    def test_a_problem_finds_the_service_that_solves_it(
+        self, problem_catalogue: Session, settings: Settings
+    ) -> None:
+        found = rank_candidates(
+            session=problem_catalogue,
+            request=request(
+                "Our antibody does not keep in the liquid vial",
+                "After three weeks in the fridge it aggregates.",
+                home="klsk",
+            ),
+            settings=settings,
+        )
+
+        assert ids(found)[0] == "en-form"
+
+    def test_the_reason_shows_the_chain_from_the_words_to_the_service(
+        self, problem_catalogue: Session, settings: Settings
+    ) -> None:
+        found = rank_candidates(
+            session=problem_catalogue,
+            request=request(
+                "Our antibody does not keep in the liquid vial",
+                "After three weeks in the fridge it aggregates.",
+                home="klsk",
+            ),
+            settings=settings,
+        )
+
+        assert found[0].reasons[0] == (
+            "problem: a product that does not keep (degrades, aggregates or loses activity in "
+            "storage) ('not keep in the liquid') → service: formulation (listed as "
+            "'Formulation development')"
+        )
+
+    def test_the_switch_ranks_on_the_named_services_only(
+        self, problem_catalogue: Session, settings: Settings
+    ) -> None:
+        told = request("Our product does not keep in the liquid vial", home="klsk")
+        named = rank_candidates(
+            session=problem_catalogue, request=told, settings=settings, infer_problems=False
+        )
+        inferred = rank_candidates(session=problem_catalogue, request=told, settings=settings)
+
+        # Read as named, "does not keep in the liquid vial" negates the vial and asks nothing.
+        assert ids(named) == []
+        assert ids(inferred)[0] == "en-form"
+
+    def test_a_polish_problem_finds_a_french_entry(
+        self, problem_catalogue: Session, settings: Settings
+    ) -> None:
+        found = rank_candidates(
+            session=problem_catalogue,
+            request=request(
+                "Wątroba psa zareagowała, szczura nie",
+                "Po dawce pośredniej u psów wzrosły transaminazy, u szczurów nie. Czy to "
+                "ryzyko dotyczy ludzi? Chcemy to sprawdzić na modelach z ludzkich komórek.",
+                home="klsk",
+                language="pl",
+            ),
+            settings=settings,
+        )
+
+        assert ids(found)[0] == "fr-liver"
+        # The dogs are the history of the problem: the dog toxicology CRO comes after.
+        assert ids(found).index("en-dogtox") > 0
+
+    def test_a_french_problem_finds_an_english_entry_and_a_polish_one(
+        self, problem_catalogue: Session, settings: Settings
+    ) -> None:
+        found = rank_candidates(
+            session=problem_catalogue,
+            request=request(
+                "Combien de patients pour notre essai ?",
+                "Nous ne savons pas combien de patients inclure en phase II.",
+                home="atlanpole",
+                language="fr",
+            ),
+            settings=settings,
+        )
+
+        assert set(ids(found)[:2]) == {"pl-stats", "en-stats"}
+
+    def test_a_ruled_out_kind_ranks_after_the_others_and_says_why(
+        self, problem_catalogue: Session, settings: Settings
+    ) -> None:
+        found = rank_candidates(
+            session=problem_catalogue,
+            request=request(
+                "How many patients do we need?",
+                "The effect size is unknown. We are not looking for a CRO.",
+                home="atlanpole",
+            ),
+            settings=settings,
+        )
+
+        assert ids(found)[:2] == ["en-stats", "pl-stats"]
+        cro = next(c for c in found if c.organisation_id == "pl-stats")
+        assert "note: the request rules out CRO ('not looking for a CRO')" in cro.reasons

@@ -4,7 +4,9 @@ Generates 100,000 synthetic organisations with a fixed seed (descriptions and li
 from the vocabulary in the four languages, so the profiles are as rich as real ones), imports
 them through the real path (CSV parse and validation, upsert, profiles) and prints rows/s, then
 ranks 200 synthetic requests and prints the p50 and p95 latency of `rank_candidates` (the first
-call, which builds the in-process index, is reported apart). PostgreSQL runs in a schema of its
+call, which builds the in-process index, is reported apart), with the problem layer and without it
+(`infer_problems=False`, the matcher before it) in the same run, on the service requests and on
+requests told as problems. PostgreSQL runs in a schema of its
 own (ce4big_bench) of CE4BIG_BENCH_POSTGRES_URL, else TEST_POSTGRES_URL, else the local `postgres`
 database; it is skipped with a message when no server answers. Last line: one JSON object.
 
@@ -143,6 +145,38 @@ def generate_requests(count: int, seed: int = SEED + 1) -> list[MatchRequest]:
     return requests
 
 
+# Requests told as problems, two per language, written for this benchmark.
+PROBLEM_REQUESTS = (
+    ("en", "Our antibody does not keep", "It aggregates after three weeks in the liquid vial."),
+    ("en", "How many patients?", "The effect size is unknown and reviewers want a justification."),
+    ("fr", "Le foie du chien a réagi", "Pas celui du rat : ce risque vaut-il chez l'homme ?"),
+    ("fr", "Patients trop loin", "Les familles vivent loin des centres et renoncent aux visites."),
+    ("de", "Gleicher Titer, andere Potenz", "Die Potenz unserer AAV-Chargen schwankt stark."),
+    ("de", "Prototyp", "Unser Prototyp ist von Hand gelötet, wir brauchen 5000 Stück im Jahr."),
+    ("pl", "Inne cukry", "Nasze przeciwciało ma inne wzorce glikozylacji niż lek referencyjny."),
+    ("pl", "Na co działa?", "Nie wiemy, z jakim białkiem wiąże się cząsteczka z przesiewu."),
+)
+
+
+def generate_problem_requests(count: int, seed: int = SEED + 2) -> list[MatchRequest]:
+    rng = random.Random(seed)
+    requests = []
+    for number in range(count):
+        language, title, description = PROBLEM_REQUESTS[number % len(PROBLEM_REQUESTS)]
+        requests.append(
+            MatchRequest(
+                title=title,
+                description=description,
+                home_cluster=rng.choice(CLUSTERS).id,
+                target_clusters=[],
+                partner_kinds=rng.choice(([], [], ["cro"], ["cdmo", "sme"])),
+                required_certifications=[],
+                language=language,
+            )
+        )
+    return requests
+
+
 def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
     assert tuple(rows[0]) == HEADER
     return write_catalogue_csv(rows).encode("utf-8")
@@ -153,7 +187,36 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def run(url: str, label: str, data: bytes, requests: list[MatchRequest]) -> dict[str, Any]:
+def _latencies(
+    session: Session, settings: Settings, requests: list[MatchRequest]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """p50 and p95 with the problem layer and without it, the two timed request by request in
+    alternating order, so that both see the same caches and the same machine load."""
+    timed: dict[bool, list[float]] = {True: [], False: []}
+    for number, request in enumerate(requests):
+        for problems in (True, False) if number % 2 else (False, True):
+            begin = time.perf_counter()
+            rank_candidates(
+                session=session, request=request, top=10, settings=settings, infer_problems=problems
+            )
+            timed[problems].append((time.perf_counter() - begin) * 1000)
+    on, off = (
+        {
+            "p50_ms": round(statistics.median(found), 1),
+            "p95_ms": round(percentile(found, 0.95), 1),
+        }
+        for found in (timed[True], timed[False])
+    )
+    return on, off
+
+
+def run(
+    url: str,
+    label: str,
+    data: bytes,
+    requests: list[MatchRequest],
+    problem_requests: list[MatchRequest],
+) -> dict[str, Any]:
     upgrade_database(url)
     engine = make_engine(url)
     settings = Settings(_env_file=None, database_url=url)
@@ -169,26 +232,30 @@ def run(url: str, label: str, data: bytes, requests: list[MatchRequest]) -> dict
         f"{label}: imported {len(rows):,} rows in {imported - started:.1f} s "
         f"(parse and validate {parsed - started:.1f} s) = {rate:,.0f} rows/s"
     )
-    latencies = []
     with Session(engine) as session:
         first = time.perf_counter()
         rank_candidates(session=session, request=requests[0], top=10, settings=settings)
         cold = time.perf_counter() - first
-        for request in requests:
-            begin = time.perf_counter()
-            rank_candidates(session=session, request=request, top=10, settings=settings)
-            latencies.append((time.perf_counter() - begin) * 1000)
+        with_layer, without = _latencies(session, settings, requests)
+        told_with, told_without = _latencies(session, settings, problem_requests)
     engine.dispose()
     figures = {
         "rows_per_second": round(rate),
         "first_match_ms": round(cold * 1000, 1),
-        "p50_ms": round(statistics.median(latencies), 1),
-        "p95_ms": round(percentile(latencies, 0.95), 1),
+        **with_layer,
+        "without_problem_layer": without,
+        "problem_requests": {**told_with, "without_problem_layer": told_without},
     }
-    print(
-        f"{label}: first match (builds the index) {figures['first_match_ms']} ms; "
-        f"{len(requests)} matches p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms"
-    )
+    print(f"{label}: first match (builds the index) {figures['first_match_ms']} ms")
+    for name, found, count in (
+        ("service requests", (with_layer, without), len(requests)),
+        ("problem requests", (told_with, told_without), len(problem_requests)),
+    ):
+        print(
+            f"{label}: {count} {name}: with the problem layer p50 {found[0]['p50_ms']} ms, "
+            f"p95 {found[0]['p95_ms']} ms; without it p50 {found[1]['p50_ms']} ms, "
+            f"p95 {found[1]['p95_ms']} ms"
+        )
     return figures
 
 
@@ -229,16 +296,19 @@ def main() -> int:
     print(f"generating {args.organisations:,} organisations and {args.requests} requests ...")
     data = csv_bytes(generate_rows(args.organisations))
     requests = generate_requests(args.requests)
+    problem_requests = generate_problem_requests(args.requests)
     print(f"catalogue file: {len(data) / 1e6:.1f} MB")
     results: dict[str, Any] = {"organisations": args.organisations, "requests": args.requests}
     databases = args.databases.split(",")
     if "sqlite" in databases:
         with tempfile.TemporaryDirectory() as folder:
-            results["sqlite"] = run(f"sqlite:///{folder}/bench.db", "sqlite", data, requests)
+            results["sqlite"] = run(
+                f"sqlite:///{folder}/bench.db", "sqlite", data, requests, problem_requests
+            )
     url = postgres_url() if "postgresql" in databases else None
     if url is not None:
         try:
-            results["postgresql"] = run(url, "postgresql", data, requests)
+            results["postgresql"] = run(url, "postgresql", data, requests, problem_requests)
         finally:
             drop_schema(url)
     measured = [v for k, v in results.items() if k in ("sqlite", "postgresql")]

@@ -1,7 +1,7 @@
 """Request bodies of the JSON API and of the pages behind e-mail links, validated once here."""
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -149,3 +149,66 @@ class ActionBody(Strict):
         if value is not None and not value.replace("_", "").isalpha():
             raise ValueError("not an outcome")
         return value
+
+
+# Bounds that both databases keep: ids are PostgreSQL `integer` columns, and a number beyond
+# them in a path or a query is an unknown row or page, not a database error.
+ID_MAX = 2**31 - 1
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refused here, it names the field instead of failing the
+    # query (SQLite would store it).
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character")
+    return value
+
+
+SqlText = Annotated[str, AfterValidator(_no_nul)]
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class CatalogueRowError(BaseModel):
+    line: int
+    field: str
+    reason: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    # 422 for a request that does not validate: every field at fault.
+    fields: list[FieldError] | None = None
+    # 422 for a refused catalogue import: every bad row.
+    rows: list[CatalogueRowError] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error of the JSON API: `{"error": {"code", "message"}}`."""
+
+    error: ErrorDetail
+
+
+ERROR_DESCRIPTIONS = {
+    400: "The body could not be read (not UTF-8, or not the declared format).",
+    401: "No valid bearer token or session.",
+    403: "The caller may not do this.",
+    404: "No such object, or one the caller may not see.",
+    409: "The request does not fit the object's current state.",
+    413: "The body is over the size limit.",
+    422: "A field is invalid; the error names it.",
+    429: "Too many requests from this client: wait for `Retry-After` seconds.",
+    503: "The database or Temporal did not answer in time: retry.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of a route that may answer these error statuses."""
+    return {
+        status: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[status]}
+        for status in statuses
+    }

@@ -24,9 +24,12 @@ from ce4big.models import (
     OrganisationsPublic,
     User,
 )
+from ce4big.schemas import ID_MAX, error_responses
 from ce4big.settings import Settings
 
-router = APIRouter(prefix="/catalogue", tags=["catalogue"])
+router = APIRouter(
+    prefix="/catalogue", tags=["catalogue"], responses=error_responses(401, 422, 503)
+)
 
 STAFF = frozenset({Role.BROKER, Role.MANAGER, Role.ADMIN})
 KINDS = frozenset(k.value for k in OrganisationKind)
@@ -121,7 +124,7 @@ def list_catalogue(
     kind: str | None = None,
     certification: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = MAX_LISTED,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0,
 ) -> OrganisationsPublic:
     """Organisations by name, or by relevance to `q` (any of en, fr, de, pl) when given."""
     page, count = search_catalogue(
@@ -136,11 +139,12 @@ def list_catalogue(
     return OrganisationsPublic(data=[public_organisation(o, user=user) for o in page], count=count)
 
 
-@router.get("/{organisation_id}", response_model_exclude_none=True)
+@router.get("/{organisation_id}", response_model_exclude_none=True, responses=error_responses(404))
 def read_organisation(
     organisation_id: str, session: SessionDep, user: CurrentUser
 ) -> OrganisationPublic:
-    organisation = session.get(Organisation, organisation_id)
+    # No imported id holds NUL (PostgreSQL text cannot): such an id names nothing.
+    organisation = None if "\x00" in organisation_id else session.get(Organisation, organisation_id)
     if organisation is None:
         raise NotFound(f"no organisation {organisation_id!r} in the catalogue")
     return public_organisation(organisation, user=user)
@@ -220,6 +224,7 @@ def import_catalogue_rows(*, session: Session, user: User, data: bytes) -> Catal
 
 @router.post(
     "/import",
+    responses=error_responses(403, 413),
     openapi_extra={
         "requestBody": {
             "content": {

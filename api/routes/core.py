@@ -4,19 +4,35 @@ import asyncio
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from api.deps import CurrentUser, SessionDep
 from ce4big.db import ping
 from ce4big.models import Cluster, ClusterPublic, UserPublic
+from ce4big.schemas import ErrorDetail, error_responses
 from ce4big.temporal import TemporalConnector
 
 router = APIRouter(tags=["health"])
-api_router = APIRouter(tags=["identity"])
+api_router = APIRouter(tags=["identity"], responses=error_responses(401, 503))
 
 
-@router.get("/healthz")
+class Health(BaseModel):
+    status: str
+    # 503: what does not answer, "database" or "temporal".
+    failing: list[str] | None = None
+    error: ErrorDetail | None = None
+
+
+@router.get(
+    "/healthz",
+    response_model=None,
+    responses={
+        200: {"model": Health, "description": "The database and Temporal answer."},
+        503: {"model": Health, "description": "Something the app needs does not answer."},
+    },
+)
 async def healthz(request: Request) -> JSONResponse:
     failing: list[str] = []
     try:

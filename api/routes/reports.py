@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 from sqlmodel import Session
 
 from api.deps import CurrentUser, EngineDep, SessionDep
@@ -28,8 +28,22 @@ from ce4big.reports import (
     require_reader,
     stage_times,
 )
+from ce4big.schemas import error_responses
 
-router = APIRouter(prefix="/reports", tags=["reports"])
+router = APIRouter(
+    prefix="/reports", tags=["reports"], responses=error_responses(401, 403, 422, 503)
+)
+# The figures of a day are read up to the start of the next one, which must exist.
+DAY_MAX = date(9998, 12, 31)
+
+
+def _known_day(value: date | None) -> date | None:
+    if value is not None and value > DAY_MAX:
+        raise ValueError(f"a day up to {DAY_MAX.isoformat()}")
+    return value
+
+
+Day = Annotated[date | None, AfterValidator(_known_day)]
 
 
 class FunnelStepPublic(BaseModel):
@@ -62,11 +76,11 @@ class StageTimesPublic(BaseModel):
 
 
 def report_scope(
-    start: Annotated[date | None, Query(alias="from")] = None,
-    end: Annotated[date | None, Query(alias="to")] = None,
+    start: Annotated[Day, Query(alias="from")] = None,
+    end: Annotated[Day, Query(alias="to")] = None,
     cluster: Annotated[str | None, Query(max_length=32, description="home cluster")] = None,
     partner: Annotated[str | None, Query(max_length=32, description="partner cluster")] = None,
-    as_of: Annotated[date | None, Query()] = None,
+    as_of: Annotated[Day, Query()] = None,
 ) -> ReportScope:
     """The period (`from`, `to`: UTC days of submission), the home cluster, the cluster of the
     partner who accepted the introduction, and the day whose end the figures stand at
@@ -130,12 +144,21 @@ def read_outcomes(session: SessionDep, user: CurrentUser, scope: ReportScopeDep)
     return outcomes(session=session, user=user, scope=scope)
 
 
-@router.get("/exchanges.csv", response_class=StreamingResponse)
+@router.get(
+    "/exchanges.csv",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "One row per exchange, with a header row.",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def export_exchanges(
     engine: EngineDep,
     user: CurrentUser,
-    start: Annotated[date | None, Query(alias="from")] = None,
-    end: Annotated[date | None, Query(alias="to")] = None,
+    start: Annotated[Day, Query(alias="from")] = None,
+    end: Annotated[Day, Query(alias="to")] = None,
 ) -> StreamingResponse:
     """One row per exchange the caller may see (submitted in the period): ids, clusters,
     organisations, when each step was reached, outcome, survey answers, agreement type.

@@ -175,6 +175,9 @@ def _validate(raw: dict[str, str], line: int, errors: list[RowError]) -> Catalog
 
     for name in HEADER:
         cell = (raw.get(name) or "").strip()
+        if "\x00" in cell:
+            # PostgreSQL text cannot hold it: refused here rather than by the database.
+            fail(name, "contains the NUL character")
         if _FORMULA.match(cell):
             fail(
                 name,
@@ -253,6 +256,15 @@ def parse_catalogue_csv(data: bytes) -> list[CatalogueRow]:
     reader = csv.DictReader(
         io.StringIO(text, newline=""), delimiter=_delimiter(text.split("\n")[0])
     )
+    try:
+        return _read_rows(reader)
+    except csv.Error as exc:
+        # A field over the csv module's size limit, say, in the record after the last one read.
+        problem = RowError(reader.line_num + 1, "file", f"not readable as CSV: {exc}")
+        raise CatalogueInvalid([problem]) from None
+
+
+def _read_rows(reader: "csv.DictReader[str]") -> list[CatalogueRow]:
     header = [h.strip() for h in reader.fieldnames or []]
     missing = [h for h in HEADER if h not in header]
     unknown = [h for h in header if h not in HEADER]

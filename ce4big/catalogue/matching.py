@@ -88,6 +88,7 @@ COOPERATION_CONCEPTS = {
 # request rules out ("not a CRO", "rather than more animal studies") costs part of the score.
 PROBLEM_WEIGHT = 0.9
 CONTEXT_WEIGHT = 0.25
+STRESS_WEIGHT = 2.0
 EXCLUDED_WEIGHT = 0.5
 OPEN_INTRODUCTION = ("asked", "accepted")
 MAX_TEXT_REASONS = 3
@@ -176,6 +177,8 @@ def _add_problem_needs(reading: RequestReading, request: MatchRequest) -> None:
             del reading.concepts[concept]
         elif concept not in found.needs and found.is_context(concept) is not None:
             reading.concepts[concept].weight *= CONTEXT_WEIGHT
+        elif CONCEPTS[concept].facet in found.stressed:
+            reading.concepts[concept].weight *= STRESS_WEIGHT
     for concept, (factor, inference) in found.needs.items():
         definition = CONCEPTS[concept]
         weight = FACET_WEIGHTS[definition.facet] * definition.weight * factor * PROBLEM_WEIGHT

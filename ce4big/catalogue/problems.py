@@ -26,7 +26,7 @@ from ce4big.catalogue.text import (
     tokenize,
     word_set,
 )
-from ce4big.catalogue.vocabulary import CONCEPTS, analyse_text, expand_ancestors
+from ce4big.catalogue.vocabulary import CONCEPTS, Facet, analyse_text, expand_ancestors
 
 # A cue preceded this closely (in content words, within its clause) by a negation does not
 # state its problem: "no aggregation", "keine Abweichung". Cues that carry their own negation
@@ -97,6 +97,9 @@ class Problem:
     context: tuple[str, ...]
     groups: int
     window: int
+    # Facets whose concepts, when the request names them, decide more in such a problem:
+    # reimbursement and authorities are national, so the country named matters.
+    stress: tuple[Facet, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class ProblemReading:
     # Concepts the request rules out, with the words that did.
     excluded: dict[str, str] = field(default_factory=dict)
     problems: list[Inference] = field(default_factory=list)
+    stressed: set[Facet] = field(default_factory=set)
 
     def is_context(self, concept: str) -> Inference | None:
         for candidate in (concept, *expand_ancestors(concept)):
@@ -238,6 +242,15 @@ def _alternatives(
         yield tuple(_pattern_of(w) for w in kept)
 
 
+def _facets(cell: str, where: str) -> tuple[Facet, ...]:
+    names = [name.strip() for name in cell.split(",") if name.strip()]
+    known = {facet.value: facet for facet in Facet}
+    for name in names:
+        if name not in known:
+            raise ValueError(f"{where}: unknown facet {name!r}")
+    return tuple(known[name] for name in names)
+
+
 def _parse(data: str) -> _Knowledge:
     knowledge = _Knowledge()
     defines: dict[str, list[str]] = {}
@@ -276,7 +289,7 @@ def _parse(data: str) -> _Knowledge:
             when = current["when"]
             assert isinstance(when, list)
             when.append((number, value))
-        elif key in ("needs", "context", "window"):
+        elif key in ("needs", "context", "window", "stress"):
             current[key] = value
         else:
             raise ValueError(f"problems.txt:{number}: unknown field {key!r}")
@@ -315,6 +328,7 @@ def _parse(data: str) -> _Knowledge:
                 context=context,
                 groups=len(when),
                 window=int(str(block.get("window", DEFAULT_WINDOW))),
+                stress=_facets(str(block.get("stress", "")), where),
             )
         )
         for group_index, (line_number, cell) in enumerate(when):
@@ -514,6 +528,7 @@ def read_problems(texts: Iterable[str], *, language: str) -> ProblemReading:
                 reading.needs[need.concept] = (need.weight, inference)
         for concept in inference.problem.context:
             reading.context.setdefault(concept, inference)
+        reading.stressed.update(inference.problem.stress)
     return reading
 
 

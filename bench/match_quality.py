@@ -233,21 +233,21 @@ def main() -> int:
 
     figures: dict[str, Any] = {}
     for name, lines in sets:
-        found = evaluate(name, lines, ranked[name])
+        measured = evaluate(name, lines, ranked[name])
         figures[name] = {
-            **found["matcher"],
-            "without_problem_layer": found["no_problems"],
-            "baseline_bm25": found["bm25"],
+            **measured["matcher"],
+            "without_problem_layer": measured["no_problems"],
+            "baseline_bm25": measured["bm25"],
         }
     print()
-    for name, found in figures.items():
+    for name, summary in figures.items():
         print(
-            f"{name}: matcher nDCG@5 {found['ndcg@5']:.3f}, ideal in top 3 "
-            f"{found['ideal_in_top3']:.0%}; without the problem layer "
-            f"{found['without_problem_layer']['ndcg@5']:.3f} / "
-            f"{found['without_problem_layer']['ideal_in_top3']:.0%}; plain BM25 "
-            f"{found['baseline_bm25']['ndcg@5']:.3f} / "
-            f"{found['baseline_bm25']['ideal_in_top3']:.0%}"
+            f"{name}: matcher nDCG@5 {summary['ndcg@5']:.3f}, ideal in top 3 "
+            f"{summary['ideal_in_top3']:.0%}; without the problem layer "
+            f"{summary['without_problem_layer']['ndcg@5']:.3f} / "
+            f"{summary['without_problem_layer']['ideal_in_top3']:.0%}; plain BM25 "
+            f"{summary['baseline_bm25']['ndcg@5']:.3f} / "
+            f"{summary['baseline_bm25']['ideal_in_top3']:.0%}"
         )
     print(json.dumps(figures))
     return 0

@@ -79,6 +79,12 @@ ma maja mialy zawiera zawieraja wykazal wykazaly pokazal jest sa
 """
 )
 _ALL_STOP_WORDS = frozenset().union(*STOP_WORDS.values())
+_AUXILIARIES = word_set(
+    """
+    does do did is are was were has have can could will would ist sind war waren hat haben
+    kann konnen wird werden
+    """
+)
 DEFAULT_WINDOW = 30
 MAX_QUOTED_WORDS = 12
 
@@ -442,6 +448,15 @@ def _tightest(spans: list[list[tuple[int, int]]], window: int) -> list[tuple[int
 
 
 def _words_of(text: _Text, chosen: list[tuple[int, int]]) -> str:
+    # A quote that opens on a negation takes its verb along: "does not keep", "ist nicht".
+    chosen = [
+        (start - 1, end)
+        if start > 0
+        and text.tokens.words[text.content[start]] in NEGATIONS
+        and text.tokens.words[text.content[start - 1]] in _AUXILIARIES
+        else (start, end)
+        for start, end in chosen
+    ]
     first = min(s for s, _ in chosen)
     last = max(e for _, e in chosen)
     if last - first < MAX_QUOTED_WORDS:

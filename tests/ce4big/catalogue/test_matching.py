@@ -568,7 +568,7 @@ class TestProblems:
 
         assert found[0].reasons[0] == (
             "problem: a product that does not keep (degrades, aggregates or loses activity in "
-            "storage) ('not keep in the liquid') → service: formulation (listed as "
+            "storage) ('does not keep in the liquid') → service: formulation (listed as "
             "'Formulation development')"
         )
 

@@ -349,6 +349,14 @@ def _slots_from_form(form: FormData) -> list[dict[str, str]]:
     return slots
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        value = list(value.values())
+    return isinstance(value, list) and any(_holds_nul(v) for v in value)
+
+
 def body_from_form(form: FormData) -> ActionBody:
     """The JSON API's body from a page's form; a 422 names the field that is wrong."""
     values: dict[str, Any] = {"action": form_text(form, "action")}
@@ -374,6 +382,11 @@ def body_from_form(form: FormData) -> ActionBody:
         values["organisation_ids"] = ids
     if slots := _slots_from_form(form):
         values["slots"] = slots
+    for name, value in values.items():
+        # PostgreSQL text cannot hold NUL: refused before the workflow takes the decision, or an
+        # amendment would be accepted there and then fail to be written here.
+        if _holds_nul(value):
+            raise Invalid(f"{name}: must not contain the NUL character")
     try:
         return ActionBody.model_validate(values)
     except ValidationError as exc:

@@ -74,8 +74,9 @@ class Path(StrEnum):
 
 
 def paths_for(count: int) -> list[Path]:
-    """Two thirds completed, the rest rejected or withdrawn, interleaved."""
-    cycle = [Path.COMPLETED, Path.REJECTED, Path.COMPLETED, Path.WITHDRAWN, Path.COMPLETED]
+    """Two fifths completed (the longest path by far), the rest rejected or withdrawn."""
+    cycle = [Path.COMPLETED, Path.REJECTED, Path.COMPLETED, Path.WITHDRAWN, Path.REJECTED]
+    cycle += [Path.COMPLETED, Path.WITHDRAWN, Path.COMPLETED, Path.REJECTED, Path.WITHDRAWN]
     return [cycle[n % len(cycle)] for n in range(count)]
 
 
@@ -171,9 +172,9 @@ class Traffic:
 
     retries: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
-    # Link POSTs retried after a failure whose link was then used or over: the first attempt
-    # reached the workflow (checked afterwards in the timeline).
-    retried_links_spent: int = 0
+    # Decisions retried after an unanswered attempt, then found taken (a link used or over, an
+    # exchange closed): the first attempt reached the workflow (checked in the timeline).
+    settled_by_earlier_attempt: int = 0
     decisions: int = 0
 
     def note(self, reason: str) -> None:
@@ -227,14 +228,19 @@ class Driver:
         body: Any = None,
         headers: dict[str, str] | None = None,
         link: bool = False,
+        exchange_id: int | None = None,
     ) -> httpx.Response | None:
-        """The response once the server answered it for good; None for a link that a retry
-        found used or over (an earlier attempt went through). Connection failures, timeouts
+        """The response once the server answered it for good. Connection failures, timeouts
         and 429/502/503/504 are retried (after Retry-After, when given), as is 409 for a stage
-        the workflow has not reached yet (its e-mail came first)."""
+        the workflow has not reached yet (its e-mail came first).
+
+        None when an attempt left unanswered may have gone through: a link then found used or
+        over, a decision then refused because the exchange has closed (a retried withdrawal,
+        say). Whether it went through once, as it must, the timeline tells afterwards."""
         all_headers = {**(self._auth(who) if who else {}), **(headers or {})}
         deadline = time.monotonic() + STEP_SECONDS
-        retried = False
+        # An attempt failed in a way that does not say whether the workflow took it.
+        uncertain = False
         while True:
             reason, pause = "", RETRY_PAUSE
             try:
@@ -247,8 +253,12 @@ class Driver:
                     code = str(response.json().get("error", {}).get("code", ""))
                 if response.status_code < 300:
                     return response
-                if link and retried and code in ("link_used", "link_revoked"):
-                    self.traffic.retried_links_spent += 1
+                if link and uncertain and code in ("link_used", "link_revoked"):
+                    self.traffic.settled_by_earlier_attempt += 1
+                    return None
+                closed = code == "conflict" and uncertain and exchange_id is not None
+                if closed and await self._closed(exchange_id or 0):
+                    self.traffic.settled_by_earlier_attempt += 1
                     return None
                 if response.status_code in (429, 502, 503, 504):
                     reason = f"HTTP {response.status_code}"
@@ -263,15 +273,22 @@ class Driver:
             if time.monotonic() > deadline:
                 raise StepFailed(f"{method} {path}: still {reason} after {STEP_SECONDS:.0f} s")
             self.traffic.note(reason)
-            retried = True
+            # A refusal (409, 429) says the attempt was not taken; the others do not.
+            uncertain = uncertain or not reason.startswith(("HTTP 409", "HTTP 429"))
             await asyncio.sleep(pause)
+
+    async def _closed(self, exchange_id: int) -> bool:
+        read = await self._request("GET", f"/api/v1/exchanges/{exchange_id}", who=SME)
+        return read is not None and read.json()["status"] == "closed"
 
     async def _decide(
         self, plan: Plan, step: str, path: str, body: Any, *, who: str | None = None
     ) -> None:
         await self._gate(plan, step)
         plan.doing = f"POST {step}"
-        await self._request("POST", path, who=who, body=body, link=who is None)
+        await self._request(
+            "POST", path, who=who, body=body, link=who is None, exchange_id=plan.exchange_id
+        )
         plan.decisions += 1
         self.traffic.decisions += 1
         async with self.progress:
@@ -355,6 +372,14 @@ class Driver:
         await asyncio.gather(
             *(self._decide(plan, "survey", f"/api/v1/actions/{token}", answer) for token in tokens)
         )
+
+    async def probe(self, path: str) -> int:
+        """The status of one GET as the SME, or 0 when the connection failed."""
+        try:
+            response = await self._http.get(path, headers=self._auth(SME))
+        except httpx.TransportError:
+            return 0
+        return response.status_code
 
     async def wait_for_decisions(self, count: int, *, seconds: float = STEP_SECONDS) -> None:
         """Until `count` decisions have been answered in all."""

@@ -25,21 +25,28 @@ pytestmark = [
 
 # Share of all planned decisions answered when the fault strikes.
 MID_FLIGHT = 0.35
-OUTAGE_SECONDS = 8.0
+WORKER_KILL_AT = 0.15
+# Long enough for most e-mails in flight to fail twice (the activity retries after 2 s, then 4).
+OUTAGE_SECONDS = 6.0
 
 
 async def test_worker_killed_with_sigkill_and_restarted(tmp_path: Path) -> None:
-    async with fault_run(tmp_path, "worker SIGKILL, restarted") as run:
-        await run.at_progress(MID_FLIGHT)
+    # A kill between the SMTP server's acceptance and the e-mail log's record sends that
+    # e-mail again: see checks.verify.
+    async with fault_run(tmp_path, "worker SIGKILL, restarted", copies_allowed=1) as run:
+        # Early: what the worker was running then is retried only once its start-to-close
+        # timeout has passed (two minutes for e-mail), while the other exchanges go on.
+        await run.at_progress(WORKER_KILL_AT)
         await run.mark_fault()
         run.stack.worker.kill()
         await asyncio.sleep(2)
         await run.stack.start_worker()
         await run.finish()
+        assert run.stack.worker.starts == 2
 
 
 async def test_smtp_server_refuses_connections_then_recovers(tmp_path: Path) -> None:
-    async with fault_run(tmp_path, "SMTP refuses connections 8 s") as run:
+    async with fault_run(tmp_path, "SMTP refuses connections 6 s") as run:
         await run.at_progress(MID_FLIGHT)
         await run.mark_fault()
         await run.stack.mail.close()
@@ -52,7 +59,7 @@ async def test_smtp_server_refuses_connections_then_recovers(tmp_path: Path) -> 
 
 
 async def test_smtp_server_answers_4xx_then_recovers(tmp_path: Path) -> None:
-    async with fault_run(tmp_path, "SMTP answers 451 for 8 s") as run:
+    async with fault_run(tmp_path, "SMTP answers 451 for 6 s") as run:
         await run.at_progress(MID_FLIGHT)
         await run.mark_fault()
         run.stack.mailbox.deferring = True
@@ -65,7 +72,8 @@ async def test_smtp_server_answers_4xx_then_recovers(tmp_path: Path) -> None:
 
 
 async def test_temporal_dev_server_killed_with_sigkill_and_restarted(tmp_path: Path) -> None:
-    async with fault_run(tmp_path, "Temporal dev server SIGKILL, restarted") as run:
+    fault = "Temporal dev server SIGKILL, restarted on its file"
+    async with fault_run(tmp_path, fault, temporal_file=True) as run:
         await run.at_progress(MID_FLIGHT)
         await run.mark_fault()
         run.stack.temporal.kill()
@@ -79,12 +87,21 @@ async def test_postgresql_stopped_and_started(tmp_path: Path) -> None:
     try:
         await asyncio.to_thread(postgres.init)
         await asyncio.to_thread(postgres.start)
-        async with fault_run(tmp_path, "PostgreSQL stopped 5 s", postgres=postgres) as run:
+        fault = "PostgreSQL stopped 6 s"
+        # The log's record of an e-mail accepted just before the stop fails: it is sent again.
+        async with fault_run(tmp_path, fault, postgres=postgres, copies_allowed=1) as run:
             await run.at_progress(MID_FLIGHT)
             await run.mark_fault()
             await asyncio.to_thread(postgres.stop)
-            await asyncio.sleep(5)
+            probe = await run.driver.probe(f"/api/v1/exchanges/{run.ids()[0]}")
+            await asyncio.sleep(OUTAGE_SECONDS)
             await asyncio.to_thread(postgres.start)
+            failed = run.stack.worker.count_in_logs("Completing activity as failed")
+            run.note(
+                f"web app answered {probe} while it was down, {failed} activity attempts failed"
+            )
+            assert probe == 503, "the web app did not answer 503 without its database"
+            assert failed > 0, "no activity met the stopped database"
             await run.finish()
     finally:
         await asyncio.to_thread(postgres.remove)

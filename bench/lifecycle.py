@@ -85,6 +85,7 @@ from ce4big.searchattributes import dev_server_arguments  # noqa: E402
 from ce4big.security import create_api_token  # noqa: E402
 from ce4big.settings import Settings  # noqa: E402
 from ce4big.users import add_user  # noqa: E402
+from cli.devstack import temporal_sqlite_arguments  # noqa: E402
 from worker import build_worker  # noqa: E402
 
 DAY = 86400.0
@@ -865,7 +866,8 @@ def database_bytes(database_url: str) -> int:
 
 
 class TemporalServer:
-    """The venv's `temporal server start-dev`, headless, persisted in SQLite in `folder`."""
+    """The venv's `temporal server start-dev`, headless, persisted in SQLite in `folder` with
+    the dev stack's pragmas."""
 
     def __init__(self, folder: Path) -> None:
         binary = Path(sys.executable).parent / "temporal"
@@ -883,6 +885,8 @@ class TemporalServer:
                 "--db-filename", str(self.database),
                 "--namespace", "default",
                 "--log-level", "error",
+                # As `ce4big dev` runs it.
+                *temporal_sqlite_arguments(),
                 *dev_server_arguments(),
             ],
             {**os.environ},

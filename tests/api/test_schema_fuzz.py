@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
@@ -172,7 +173,7 @@ class Fuzzed:
     answers: dict[tuple[str, str], Counter[int]] = field(default_factory=dict)
 
 
-async def _exchange_when(
+async def exchange_when(
     world: World, exchange_id: int, ready: Callable[[dict[str, Any]], bool], what: str
 ) -> None:
     async def state() -> dict[str, Any]:
@@ -187,8 +188,8 @@ async def _exchange_when(
         seen = await state()
 
 
-async def _at_stage(world: World, exchange_id: int, stage: str) -> None:
-    await _exchange_when(world, exchange_id, lambda s: s["stage"] == stage, f"not at {stage}")
+async def at_stage(world: World, exchange_id: int, stage: str) -> None:
+    await exchange_when(world, exchange_id, lambda s: s["stage"] == stage, f"not at {stage}")
 
 
 async def _seed(world: World) -> tuple[dict[str, list[Any]], frozenset[int], int]:
@@ -196,19 +197,19 @@ async def _seed(world: World) -> tuple[dict[str, list[Any]], frozenset[int], int
     vetting, another SME's exchange, the links e-mailed for them, and a user that no fuzzed
     role acts with, for the admin endpoints."""
     hosted = await world.create()
-    await _at_stage(world, hosted, "vetting")
+    await at_stage(world, hosted, "vetting")
     path = f"/api/v1/exchanges/{hosted}"
     approved = await world.post("broker", f"{path}/vetting", {"decision": "approve"})
     assert approved.status_code == 200, approved.text
-    await _exchange_when(
+    await exchange_when(
         world, hosted, lambda s: s["stage"] == "matching" and s["candidates"], "no candidates"
     )
     shortlisted = await world.post("broker", f"{path}/shortlist", {"organisation_ids": ["bm-cro"]})
     assert shortlisted.status_code == 200, shortlisted.text
-    await _at_stage(world, hosted, "host_review")
+    await at_stage(world, hosted, "host_review")
     waiting = await world.create()
     foreign = await world.create("other_sme")
-    await _at_stage(world, foreign, "vetting")
+    await at_stage(world, foreign, "vetting")
 
     def links() -> list[str]:
         found = set()
@@ -236,48 +237,50 @@ async def _seed(world: World) -> tuple[dict[str, list[Any]], frozenset[int], int
     return seeds, frozenset(i for i in others if i is not None), admin_id
 
 
-def _emptied(engine: Engine) -> None:
-    tables = [t for t in reversed(SQLModel.metadata.sorted_tables) if t.name not in KEEP_TABLES]
-    with engine.begin() as connection:
-        for table in tables:
-            connection.execute(table.delete())
+@asynccontextmanager
+async def module_world(engine: Engine, **overrides: Any) -> AsyncIterator[World]:
+    """A world for a whole module: a Temporal test server of its own, the limits on decisions
+    and links lifted (they have tests of their own; here they would only answer 429), and the
+    database emptied afterwards of all but reference data, as the `db` fixture does per test."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=venv_binary("temporal-test-server")
+    )
+    await env.client.operator_service.add_search_attributes(add_request(env.client.namespace))
+    try:
+        async with running_world(
+            engine,
+            env,
+            decisions_per_client=1_000_000,
+            link_actions_per_client=1_000_000,
+            **overrides,
+        ) as world:
+            yield world
+    finally:
+        await env.shutdown()
+        tables = [t for t in reversed(SQLModel.metadata.sorted_tables) if t.name not in KEEP_TABLES]
+        with engine.begin() as connection:
+            for table in tables:
+                connection.execute(table.delete())
 
 
 @pytest.fixture(scope="module")
 async def fuzzed(engine: Engine) -> AsyncIterator[Fuzzed]:
     """One world per database for the module, served by uvicorn on a free port."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_binary("temporal-test-server")
-    )
-    await env.client.operator_service.add_search_attributes(add_request(env.client.namespace))
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    try:
-        async with running_world(
-            engine,
-            env,
-            http_port=port,
-            # The limits have tests of their own; here they would only turn examples into 429.
-            decisions_per_client=1_000_000,
-            link_actions_per_client=1_000_000,
-        ) as world:
-            seeds, protected, admin_id = await _seed(world)
-            schema = await asyncio.to_thread(
-                schemathesis.openapi.from_url, f"{base_url}/openapi.json"
-            )
-            fuzzed = Fuzzed(world, base_url, schema, seeds, protected, admin_id)
-            yield fuzzed
-            print(f"\nschemathesis on {engine.dialect.name}, answers by operation and role:")
-            for (operation, role), answers in fuzzed.answers.items():
-                print(f"  {operation} as {role}: {dict(sorted(answers.items()))}")
-            total = sum(sum(a.values()) for a in fuzzed.answers.values())
-            print(
-                f"{len(OPERATIONS)} operations x {len(ROLES)} roles, {total} requests, "
-                f"{len(fuzzed.failures)} distinct failures"
-            )
-    finally:
-        await env.shutdown()
-        _emptied(engine)
+    async with module_world(engine, http_port=port) as world:
+        seeds, protected, admin_id = await _seed(world)
+        schema = await asyncio.to_thread(schemathesis.openapi.from_url, f"{base_url}/openapi.json")
+        fuzzed = Fuzzed(world, base_url, schema, seeds, protected, admin_id)
+        yield fuzzed
+        print(f"\nschemathesis on {engine.dialect.name}, answers by operation and role:")
+        for (operation, role), answers in fuzzed.answers.items():
+            print(f"  {operation} as {role}: {dict(sorted(answers.items()))}")
+        total = sum(sum(a.values()) for a in fuzzed.answers.values())
+        print(
+            f"{len(OPERATIONS)} operations x {len(ROLES)} roles, {total} requests, "
+            f"{len(fuzzed.failures)} distinct failures"
+        )
 
 
 def _operations() -> list[tuple[str, str]]:
@@ -489,13 +492,13 @@ async def test_a_link_page_refuses_nul_before_the_workflow_takes_the_amendment(
     world = fuzzed.world
     title = f"Kinase study {uuid.uuid4().hex[:8]}"
     exchange_id = await world.create(title=title)
-    await _at_stage(world, exchange_id, "vetting")
+    await at_stage(world, exchange_id, "vetting")
     path = f"/api/v1/exchanges/{exchange_id}"
     asked = await world.post(
         "broker", f"{path}/vetting", {"decision": "request_changes", "note": "Name the species."}
     )
     assert asked.status_code == 200, asked.text
-    await _at_stage(world, exchange_id, "changes_requested")
+    await at_stage(world, exchange_id, "changes_requested")
 
     def amend_link() -> str | None:
         for received in world.mail.received:
@@ -513,7 +516,7 @@ async def test_a_link_page_refuses_nul_before_the_workflow_takes_the_amendment(
     form = {"csrf": csrf.group(1), "action": "amend", "title": f"{title} \x00"}
     refused = await world.client.post(f"/t/{token}", data=form)
     assert refused.status_code == 422, refused.text
-    await _at_stage(world, exchange_id, "changes_requested")
+    await at_stage(world, exchange_id, "changes_requested")
     amended = await world.client.post(f"/t/{token}", data={**form, "title": f"{title}, v2"})
     assert amended.status_code == 200, amended.text
     assert (await world.get("sme", path)).json()["title"] == f"{title}, v2"

@@ -72,6 +72,11 @@ MARKER = re.compile(r"\[(fault-[0-9a-f]+-\d+)\]")
 # ---------------------------------------------------------------------- processes
 
 
+# Whatever a test started and has not stopped yet: tests/faults/conftest.py kills what is left
+# after each test, even one whose coroutine was abandoned (a pytest-timeout, say).
+LEFT_RUNNING: set["Process | OwnPostgres"] = set()
+
+
 class Process:
     """One command in a process group of its own, its output in a log file per start."""
 
@@ -98,6 +103,7 @@ class Process:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        LEFT_RUNNING.add(self)
 
     @property
     def running(self) -> bool:
@@ -132,6 +138,10 @@ class Process:
                 self._popen.wait(STOP_SECONDS)
         self._signal_group(signal.SIGKILL)
         self._popen.wait()
+        LEFT_RUNNING.discard(self)
+
+    def stop_left(self) -> None:
+        self.stop()
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -267,6 +277,7 @@ class OwnPostgres:
         )  # fmt: skip
 
     def start(self) -> None:
+        LEFT_RUNNING.add(self)
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.folder}"
             " -c fsync=off -c max_connections=60"
@@ -287,6 +298,10 @@ class OwnPostgres:
             with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
                 self.stop("immediate")
         shutil.rmtree(self.folder, ignore_errors=True)
+        LEFT_RUNNING.discard(self)
+
+    def stop_left(self) -> None:
+        self.remove()
 
 
 # ---------------------------------------------------------------------- SMTP
@@ -543,8 +558,13 @@ async def running_stack(
     )
     try:
         await mail.open()
-        await stack.start_temporal()
-        await asyncio.gather(stack.start_worker(), stack.start_api())
+
+        async def temporal_then_worker() -> None:
+            # The worker checks the search attributes at start; the web app connects lazily.
+            await stack.start_temporal()
+            await stack.start_worker()
+
+        await asyncio.gather(temporal_then_worker(), stack.start_api())
         yield stack
     finally:
         await asyncio.gather(*(asyncio.to_thread(p.stop) for p in stack.processes()))

@@ -3,7 +3,7 @@
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -14,6 +14,7 @@ from ce4big.db import run_in_session, session_scope
 from ce4big.domain import Role
 from ce4big.errors import Forbidden, TooManyRequests, Unauthorized
 from ce4big.models import Exchange, User, utcnow
+from ce4big.schemas import ID_MAX
 from ce4big.security import get_user_by_api_token
 from ce4big.settings import Settings
 from ce4big.temporal import TemporalConnector
@@ -146,7 +147,9 @@ ManagerUser = Annotated[User, Depends(require_roles(Role.MANAGER, Role.ADMIN))]
 AdminUser = Annotated[User, Depends(require_roles(Role.ADMIN))]
 
 
-async def get_exchange_or_404(exchange_id: int, engine: EngineDep, user: CurrentUser) -> Exchange:
+async def get_exchange_or_404(
+    exchange_id: Annotated[int, Path(ge=1, le=ID_MAX)], engine: EngineDep, user: CurrentUser
+) -> Exchange:
     return await run_in_session(
         engine,
         lambda session: visible_exchange(session=session, user=user, exchange_id=exchange_id),

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, field_validator
 from sqlalchemy import JSON, Column, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 from sqlmodel._compat import SQLModelConfig
@@ -311,6 +311,14 @@ DESCRIPTION_MAX = 5000
 NOTE_MAX = 2000
 
 
+def refuse_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refused here, it names the field instead of failing the
+    # query (SQLite would store it).
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character")
+    return value
+
+
 def _one_of(allowed: Iterable[str], what: str) -> AfterValidator:
     known = frozenset(allowed)
 
@@ -388,8 +396,13 @@ class ExchangeCreate(ExchangeBase):
     model_config = SQLModelConfig(extra="forbid", str_strip_whitespace=True)
 
     languages: Annotated[list[Language], _one_of(LANGUAGES, "language")] = Field(
-        default_factory=lambda: [Language.EN.value], min_length=1, max_length=4
+        default_factory=lambda: [Language.EN], min_length=1, max_length=4
     )
+
+    @field_validator("title", "description")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        return refuse_nul(value)
 
 
 class ExchangePublic(ExchangeBase):

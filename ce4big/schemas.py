@@ -7,11 +7,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from ce4big.domain import HostVerdict, MeetingMode, SurveyOutcome, VettingVerdict
-from ce4big.models import DESCRIPTION_MAX, NOTE_MAX, TITLE_MAX
+from ce4big.models import DESCRIPTION_MAX, NOTE_MAX, TITLE_MAX, refuse_nul
 
 MAX_SLOTS = 5
 MAX_SLOT_HOURS = 8
-Note = Annotated[str, Field(max_length=NOTE_MAX)]
+# PostgreSQL text cannot hold NUL: a string that reaches a query or a column is SqlText.
+SqlText = Annotated[str, AfterValidator(refuse_nul)]
+Note = Annotated[SqlText, Field(max_length=NOTE_MAX)]
 
 
 def _known_zone(value: str) -> str:
@@ -32,8 +34,8 @@ class Strict(BaseModel):
 
 
 class ExchangeAmend(Strict):
-    title: str | None = Field(default=None, min_length=3, max_length=TITLE_MAX)
-    description: str | None = Field(default=None, min_length=10, max_length=DESCRIPTION_MAX)
+    title: SqlText | None = Field(default=None, min_length=3, max_length=TITLE_MAX)
+    description: SqlText | None = Field(default=None, min_length=10, max_length=DESCRIPTION_MAX)
     note: Note = ""
 
 
@@ -43,11 +45,13 @@ class VettingBody(Strict):
 
 
 class ShortlistBody(Strict):
-    organisation_ids: list[Annotated[str, Field(max_length=64)]] = Field(min_length=1, max_length=5)
+    organisation_ids: list[Annotated[SqlText, Field(max_length=64)]] = Field(
+        min_length=1, max_length=5
+    )
 
 
 class HostReviewBody(Strict):
-    organisation_id: str = Field(max_length=64)
+    organisation_id: SqlText = Field(max_length=64)
     decision: HostVerdict
     note: Note = ""
 
@@ -61,7 +65,7 @@ class ProposalBody(Strict):
     slots: list[SlotBody] = Field(min_length=1, max_length=MAX_SLOTS)
     timezone: TimeZone
     mode: MeetingMode = MeetingMode.VIDEO
-    location: str = Field(default="", max_length=300)
+    location: SqlText = Field(default="", max_length=300)
 
 
 class PickBody(Strict):
@@ -131,17 +135,17 @@ class ActionBody(Strict):
     slots: list[SlotBody] | None = Field(default=None, max_length=MAX_SLOTS)
     timezone: TimeZone | None = None
     mode: MeetingMode = MeetingMode.VIDEO
-    location: str = Field(default="", max_length=300)
-    outcome: str | None = Field(default=None, max_length=40)
+    location: SqlText = Field(default="", max_length=300)
+    outcome: SqlText | None = Field(default=None, max_length=40)
     satisfaction: int | None = Field(default=None, ge=1, le=5)
     recommend: int | None = Field(default=None, ge=0, le=10)
     comment: Note = ""
-    agreement_type: str | None = Field(default=None, max_length=40)
-    organisation_ids: list[Annotated[str, Field(max_length=64)]] | None = Field(
+    agreement_type: SqlText | None = Field(default=None, max_length=40)
+    organisation_ids: list[Annotated[SqlText, Field(max_length=64)]] | None = Field(
         default=None, max_length=5
     )
-    title: str | None = Field(default=None, min_length=3, max_length=TITLE_MAX)
-    description: str | None = Field(default=None, min_length=10, max_length=DESCRIPTION_MAX)
+    title: SqlText | None = Field(default=None, min_length=3, max_length=TITLE_MAX)
+    description: SqlText | None = Field(default=None, min_length=10, max_length=DESCRIPTION_MAX)
 
     @field_validator("outcome")
     @classmethod
@@ -154,17 +158,6 @@ class ActionBody(Strict):
 # Bounds that both databases keep: ids are PostgreSQL `integer` columns, and a number beyond
 # them in a path or a query is an unknown row or page, not a database error.
 ID_MAX = 2**31 - 1
-
-
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL: refused here, it names the field instead of failing the
-    # query (SQLite would store it).
-    if "\x00" in value:
-        raise ValueError("must not contain the NUL character")
-    return value
-
-
-SqlText = Annotated[str, AfterValidator(_no_nul)]
 
 
 class FieldError(BaseModel):

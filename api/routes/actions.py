@@ -7,9 +7,13 @@ from fastapi import APIRouter, Path
 from api.deps import EngineDep, LinkLimit, SettingsDep, TemporalDep
 from ce4big.links import act_on_link, describe_link, open_link_async
 from ce4big.models import DecisionPublic
-from ce4big.schemas import ActionBody
+from ce4big.schemas import ActionBody, error_responses
 
-router = APIRouter(prefix="/actions", tags=["actions"])
+# A link may be unknown (404), used, expired or revoked (409), or sent to an account that has
+# since lost the authority it was sent for (403).
+router = APIRouter(
+    prefix="/actions", tags=["actions"], responses=error_responses(403, 404, 409, 422, 503)
+)
 
 Token = Annotated[str, Path(min_length=16, max_length=100)]
 
@@ -22,7 +26,7 @@ async def read_action(
     return await describe_link(engine=engine, client=client, link=link, settings=settings)
 
 
-@router.post("/{token}", dependencies=[LinkLimit])
+@router.post("/{token}", dependencies=[LinkLimit], responses=error_responses(400, 413, 429))
 async def take_action(
     token: Token,
     body: ActionBody,

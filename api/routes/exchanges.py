@@ -72,19 +72,30 @@ from ce4big.models import (
     utcnow,
 )
 from ce4big.schemas import (
+    ID_MAX,
     ExchangeAmend,
     HostReviewBody,
     PickBody,
     ProposalBody,
     ReasonBody,
     ShortlistBody,
+    SqlText,
     SurveyBody,
     VettingBody,
+    error_responses,
 )
 from ce4big.settings import Settings
 from ce4big.visibility import visible_exchanges
 
-router = APIRouter(prefix="/exchanges", tags=["exchanges"])
+router = APIRouter(
+    prefix="/exchanges", tags=["exchanges"], responses=error_responses(401, 422, 503)
+)
+# Every body is read (400 when it is not UTF-8 JSON) after its size is checked (413).
+WRITE = error_responses(400, 413)
+ONE_EXCHANGE = error_responses(404)
+# A decision may come from the wrong caller (403), not fit the lifecycle's stage (409), or be
+# one too many from this client (429).
+DECISION = WRITE | ONE_EXCHANGE | error_responses(403, 409, 429)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
@@ -104,7 +115,7 @@ def _find_by_key(session: Session, user: User, key: str) -> Exchange | None:
     ).first()
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=WRITE | error_responses(403))
 async def create_exchange(
     body: ExchangeCreate,
     engine: EngineDep,
@@ -179,9 +190,9 @@ def list_exchanges(
     session: SessionDep,
     user: CurrentUser,
     status_: Annotated[Stage | None, Query(alias="status")] = None,
-    cluster: Annotated[str | None, Query(max_length=32)] = None,
+    cluster: Annotated[SqlText | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0,
 ) -> ExchangesPublic:
     query = visible_exchanges(user)
     if status_ is not None:
@@ -197,7 +208,7 @@ def list_exchanges(
     return ExchangesPublic(data=[public(e) for e in rows], count=count)
 
 
-@router.get("/{exchange_id}")
+@router.get("/{exchange_id}", responses=ONE_EXCHANGE)
 async def read_exchange(
     exchange: ExchangeDep,
     engine: EngineDep,
@@ -240,7 +251,7 @@ def _host_cluster(user: User, exchange: Exchange) -> str | None:
     return None
 
 
-@router.get("/{exchange_id}/candidates")
+@router.get("/{exchange_id}/candidates", responses=ONE_EXCHANGE | error_responses(403))
 def list_candidates(
     exchange: ExchangeDep, session: SessionDep, settings: SettingsDep, user: CurrentUser
 ) -> list[CandidatePublic]:
@@ -319,7 +330,7 @@ async def _last_vetting_record(engine: Engine, exchange: Exchange) -> VettingRec
     return await run_in_session(engine, lambda session: last_vetting_record(session, exchange_id))
 
 
-@router.post("/{exchange_id}/vetting", dependencies=[DecisionLimit])
+@router.post("/{exchange_id}/vetting", dependencies=[DecisionLimit], responses=DECISION)
 async def vet_exchange(
     body: VettingBody,
     exchange: ExchangeDep,
@@ -333,7 +344,7 @@ async def vet_exchange(
     return await _decide(client, settings, exchange, "vet", decision, in_force)
 
 
-@router.post("/{exchange_id}/amend", dependencies=[DecisionLimit])
+@router.post("/{exchange_id}/amend", dependencies=[DecisionLimit], responses=DECISION)
 async def amend_exchange(
     body: ExchangeAmend,
     exchange: ExchangeDep,
@@ -366,7 +377,7 @@ async def amend_exchange(
     return result
 
 
-@router.post("/{exchange_id}/shortlist", dependencies=[DecisionLimit])
+@router.post("/{exchange_id}/shortlist", dependencies=[DecisionLimit], responses=DECISION)
 async def set_shortlist(
     body: ShortlistBody,
     exchange: ExchangeDep,
@@ -374,13 +385,17 @@ async def set_shortlist(
     settings: SettingsDep,
     user: CurrentUser,
 ) -> DecisionPublic:
+    # Before the shortlist in force is compared: whoever may not shortlist gets 403 for any
+    # list, so that the requester cannot test guesses of the shortlist.
+    if user.role != Role.BROKER or user.cluster_id != exchange.home_cluster:
+        raise Forbidden("only a broker of the requester's cluster sets the shortlist")
     decision = ShortlistDecision(actor_for_user(user), list(body.organisation_ids))
     return await _decide(
         client, settings, exchange, "set_shortlist", decision, shortlist_in_force(decision)
     )
 
 
-@router.post("/{exchange_id}/host-review", dependencies=[DecisionLimit])
+@router.post("/{exchange_id}/host-review", dependencies=[DecisionLimit], responses=DECISION)
 async def host_review(
     body: HostReviewBody,
     exchange: ExchangeDep,
@@ -416,7 +431,7 @@ async def host_review(
     return result
 
 
-@router.post("/{exchange_id}/meeting/proposals", dependencies=[DecisionLimit])
+@router.post("/{exchange_id}/meeting/proposals", dependencies=[DecisionLimit], responses=DECISION)
 async def propose_slots(
     body: ProposalBody,
     exchange: ExchangeDep,
@@ -431,7 +446,7 @@ async def propose_slots(
     )
 
 
-@router.post("/{exchange_id}/meeting/pick", dependencies=[DecisionLimit])
+@router.post("/{exchange_id}/meeting/pick", dependencies=[DecisionLimit], responses=DECISION)
 async def pick_slot(
     body: PickBody,
     exchange: ExchangeDep,
@@ -444,7 +459,7 @@ async def pick_slot(
     return await _decide(client, settings, exchange, "pick_slot", pick, pick_in_force(pick))
 
 
-@router.post("/{exchange_id}/meeting/cancel", dependencies=[DecisionLimit])
+@router.post("/{exchange_id}/meeting/cancel", dependencies=[DecisionLimit], responses=DECISION)
 async def cancel_meeting(
     body: ReasonBody,
     exchange: ExchangeDep,
@@ -457,7 +472,7 @@ async def cancel_meeting(
     return await _decide(client, settings, exchange, "cancel_meeting", cancellation)
 
 
-@router.post("/{exchange_id}/meeting/not-held", dependencies=[DecisionLimit])
+@router.post("/{exchange_id}/meeting/not-held", dependencies=[DecisionLimit], responses=DECISION)
 async def report_not_held(
     body: ReasonBody,
     exchange: ExchangeDep,
@@ -470,7 +485,7 @@ async def report_not_held(
     return await _decide(client, settings, exchange, "report_not_held", report)
 
 
-@router.post("/{exchange_id}/survey", dependencies=[DecisionLimit])
+@router.post("/{exchange_id}/survey", dependencies=[DecisionLimit], responses=DECISION)
 async def answer_survey(
     body: SurveyBody,
     exchange: ExchangeDep,
@@ -485,7 +500,7 @@ async def answer_survey(
     return await _decide(client, settings, exchange, "answer_survey", answer)
 
 
-@router.post("/{exchange_id}/withdraw", dependencies=[DecisionLimit])
+@router.post("/{exchange_id}/withdraw", dependencies=[DecisionLimit], responses=DECISION)
 async def withdraw_exchange(
     exchange: ExchangeDep,
     client: TemporalDep,
@@ -499,7 +514,7 @@ async def withdraw_exchange(
     return await _decide(client, settings, exchange, "withdraw", closure)
 
 
-@router.post("/{exchange_id}/cancel", dependencies=[DecisionLimit])
+@router.post("/{exchange_id}/cancel", dependencies=[DecisionLimit], responses=DECISION)
 async def cancel_exchange(
     exchange: ExchangeDep,
     client: TemporalDep,

@@ -329,16 +329,7 @@ ROWS = [
 # Cells where the app does not answer as its row says, because of a defect in a file that another
 # change is rewriting now: the answer it gives today, and why. The test fails when the answer
 # changes, and asks for the entry to go once the row's answer is given.
-SHORTLIST_IN_FORCE = (
-    "api/routes/exchanges.py set_shortlist answers 'already decided' from the workflow's state "
-    "(ce4big/decisions.py shortlist_in_force compares the list, not who sends it) before the "
-    "Update's validator checks the caller: whoever sees the exchange gets 200 for the shortlist "
-    "in force, and the requester, who may not see the shortlist, can test guesses of it"
-)
-KNOWN_DEFECTS: dict[tuple[str, str, str], tuple[str, str]] = {
-    ("POST", "/api/v1/exchanges/{exchange_id}/shortlist", caller): ("2xx", SHORTLIST_IN_FORCE)
-    for caller in ("sme_owner", "broker_host", "manager", "admin")
-}
+KNOWN_DEFECTS: dict[tuple[str, str, str], tuple[str, str]] = {}
 
 
 def routes_of_the_app() -> set[tuple[str, str]]:

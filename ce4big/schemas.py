@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from ce4big.domain import HostVerdict, MeetingMode, SurveyOutcome, VettingVerdict
+from ce4big.errors import NotFound
 from ce4big.models import DESCRIPTION_MAX, NOTE_MAX, TITLE_MAX, refuse_nul
 
 MAX_SLOTS = 5
@@ -158,6 +159,13 @@ class ActionBody(Strict):
 # Bounds that both databases keep: ids are PostgreSQL `integer` columns, and a number beyond
 # them in a path or a query is an unknown row or page, not a database error.
 ID_MAX = 2**31 - 1
+
+
+def known_id(value: int, what: str) -> int:
+    """An id of a page's path, refused as unknown (404) when no row can have it."""
+    if not 1 <= value <= ID_MAX:
+        raise NotFound(f"no {what} {value}")
+    return value
 
 
 class FieldError(BaseModel):

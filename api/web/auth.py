@@ -28,6 +28,7 @@ from ce4big.domain import CLUSTERS_BY_ID, LANGUAGES, Role
 from ce4big.errors import TooManyRequests
 from ce4big.i18n import N_, negotiate_language
 from ce4big.models import User, utcnow
+from ce4big.schemas import known_id
 from ce4big.security import create_api_token, list_api_tokens, loggable, revoke_api_token
 from ce4big.settings import Settings
 from ce4big.websessions import (
@@ -378,6 +379,7 @@ async def revoke_token(
     await checked_form(request, visitor, settings)
     assert visitor.user is not None and visitor.user.id is not None
     user_id = visitor.user.id
+    known_id(token_id, "token")
     await run_in_session(
         engine,
         lambda session: revoke_api_token(

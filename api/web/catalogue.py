@@ -243,6 +243,9 @@ async def organisation_page(
     settings: SettingsDep,
 ) -> Response:
     user = _staff(visitor)
+    # PostgreSQL text cannot hold NUL: no organisation has such an id.
+    if "\x00" in organisation_id:
+        raise NotFound(f"no organisation {organisation_id!r} in the catalogue")
     found = await run_in_session(engine, lambda session: session.get(Organisation, organisation_id))
     if found is None:
         raise NotFound(f"no organisation {organisation_id!r} in the catalogue")

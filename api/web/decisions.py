@@ -39,7 +39,7 @@ from ce4big.models import (
     Organisation,
     User,
 )
-from ce4big.schemas import HostReviewBody, ShortlistBody, VettingBody
+from ce4big.schemas import HostReviewBody, ShortlistBody, VettingBody, known_id
 from ce4big.settings import Settings
 from ce4big.visibility import visible_exchange
 
@@ -137,7 +137,9 @@ async def _vetting_facts(engine: EngineDep, visitor: Visitor, exchange_id: int) 
     user = require_role(visitor, Role.BROKER)
 
     def load(session: Session) -> Facts:
-        exchange = visible_exchange(session=session, user=user, exchange_id=exchange_id)
+        exchange = visible_exchange(
+            session=session, user=user, exchange_id=known_id(exchange_id, "exchange")
+        )
         _home_broker(visitor, exchange)
         return _facts(session, exchange)
 
@@ -209,7 +211,9 @@ async def _shortlist_facts(
     user = require_role(visitor, Role.BROKER)
 
     def load(session: Session) -> tuple[Facts, list[CandidatePublic]]:
-        exchange = visible_exchange(session=session, user=user, exchange_id=exchange_id)
+        exchange = visible_exchange(
+            session=session, user=user, exchange_id=known_id(exchange_id, "exchange")
+        )
         _home_broker(visitor, exchange)
         return _facts(session, exchange), list_candidates(exchange, session, settings, user)
 
@@ -337,7 +341,9 @@ async def _host_review_facts(
     user = require_role(visitor, Role.BROKER)
 
     def load(session: Session) -> tuple[Facts, list[Review]]:
-        exchange = visible_exchange(session=session, user=user, exchange_id=exchange_id)
+        exchange = visible_exchange(
+            session=session, user=user, exchange_id=known_id(exchange_id, "exchange")
+        )
         rows = session.exec(
             select(ExchangeCandidate, Organisation)
             .join(Organisation, col(Organisation.id) == ExchangeCandidate.organisation_id)

@@ -76,6 +76,7 @@ from ce4big.schemas import (
     ProposalBody,
     ReasonBody,
     SurveyBody,
+    known_id,
 )
 from ce4big.settings import Settings
 from ce4big.visibility import visible_exchange, visible_exchanges
@@ -662,7 +663,9 @@ class ExchangeFacts:
 
 
 def load_exchange(*, session: Session, user: User, exchange_id: int) -> ExchangeFacts:
-    exchange = visible_exchange(session=session, user=user, exchange_id=exchange_id)
+    exchange = visible_exchange(
+        session=session, user=user, exchange_id=known_id(exchange_id, "exchange")
+    )
     events = session.exec(
         select(ExchangeEvent)
         .where(ExchangeEvent.exchange_id == exchange_id)
@@ -700,7 +703,9 @@ async def _visible_exchange(engine: Engine, visitor: Visitor, exchange_id: int) 
     assert user is not None
     return await run_in_session(
         engine,
-        lambda session: visible_exchange(session=session, user=user, exchange_id=exchange_id),
+        lambda session: visible_exchange(
+            session=session, user=user, exchange_id=known_id(exchange_id, "exchange")
+        ),
     )
 
 

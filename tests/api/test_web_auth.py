@@ -290,3 +290,13 @@ class TestAccount:
         assert before.status_code == 200 and before.json()["email"] == EVA
         assert token.group(0) not in listed.text, "a token is shown only when it is created"
         assert after.status_code == 401
+
+    async def test_revoking_a_token_id_beyond_the_integer_column_is_not_found(
+        self, browser: BrowserFactory
+    ) -> None:
+        async with browser() as b:
+            csrf = await self.signed_in(b)
+            revoked = await b.client.post(
+                f"/account/tokens/{2**31}/revoke", data={"csrf_token": csrf}
+            )
+        assert revoked.status_code == 404

@@ -137,6 +137,13 @@ class TestSearch:
         assert "Jonas Weber" in response.text and "j.weber@bm-tox.example" in response.text
         assert missing.status_code == 404
 
+    async def test_an_organisation_id_with_nul_is_not_found(
+        self, broker: httpx.AsyncClient
+    ) -> None:
+        response = await broker.get("/catalogue/bm%00x")
+
+        assert response.status_code == 404
+
     async def test_smes_do_not_browse_the_catalogue(
         self, open_client: httpx.AsyncClient, session: Session, settings: Settings
     ) -> None:

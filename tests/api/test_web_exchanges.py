@@ -234,6 +234,15 @@ class TestList:
         assert hidden.status_code == 404 and "Page not found" in hidden.text
         assert (await web.as_("sme").get("/exchanges/999999")).status_code == 404
 
+    async def test_an_exchange_id_beyond_the_integer_column_is_not_found(
+        self, web: Browsers
+    ) -> None:
+        for exchange_id in (2**31, 2**64):
+            page = await web.as_("sme").get(f"/exchanges/{exchange_id}")
+            assert page.status_code == 404 and "Page not found" in page.text
+            shortlist = await web.as_("broker").get(f"/exchanges/{exchange_id}/shortlist")
+            assert shortlist.status_code == 404
+
     async def test_the_filters_narrow_the_list(self, web: Browsers, world: World) -> None:
         changes = await world.create(title="Request alpha")
         late = await world.create(title="Request bravo")

@@ -109,6 +109,7 @@ class TestCreate:
             ({"meeting_format": "telepathy"}, "meeting_format"),
             ({"languages": ["xx"]}, "languages"),
             ({"title": "x" * 201}, "title"),
+            ({"title": "Toxicology \x00 study"}, "title"),
             ({"description": "short"}, "description"),
             ({"surprise": 1}, "surprise"),
         ],
@@ -185,6 +186,18 @@ class TestListAndRead:
         assert hidden.status_code == 404
         assert hidden.json()["error"]["code"] == "not_found"
 
+    async def test_ids_offsets_and_nul_beyond_what_the_database_holds_are_422(
+        self, world: World
+    ) -> None:
+        for path in (
+            f"/api/v1/exchanges/{2**31}",
+            f"/api/v1/exchanges/{2**64}",
+            f"/api/v1/exchanges?offset={2**63}",
+            "/api/v1/exchanges?cluster=%00",
+        ):
+            response = await world.get("manager", path)
+            assert response.status_code == 422, (path, response.text)
+
 
 class TestDecisions:
     async def test_vetting_by_the_home_broker_only(self, world: World) -> None:
@@ -234,6 +247,17 @@ class TestDecisions:
         assert shortlist.status_code == 200
         await until_stage(world, exchange_id, "host_review")
         path = f"/api/v1/exchanges/{exchange_id}/host-review"
+        # The shortlist in force is no answer to whoever may not set it: 403 for any guess.
+        for who in ("sme", "manager", "host_biom"):
+            for guess in (["bm-cro"], ["kr-cro"]):
+                again = await world.post(
+                    who,
+                    f"/api/v1/exchanges/{exchange_id}/shortlist",
+                    {"organisation_ids": guess},
+                )
+                assert again.status_code == 403, (who, guess)
+        nul = await world.post("manager", path, {"organisation_id": "bm\x00", "decision": "veto"})
+        assert nul.status_code == 422 and "organisation_id" in nul.json()["error"]["message"]
         wrong = await world.post(
             "host_klsk", path, {"organisation_id": "bm-cro", "decision": "veto"}
         )
@@ -259,6 +283,11 @@ class TestDecisions:
             f"/api/v1/exchanges/{exchange_id}/vetting",
             {"decision": "request_changes", "note": "name the assays"},
         )
+        await until_stage(world, exchange_id, "changes_requested")
+        nul = await world.post(
+            "sme", f"/api/v1/exchanges/{exchange_id}/amend", {"title": "New \x00 title"}
+        )
+        assert nul.status_code == 422 and nul.json()["error"]["message"].startswith("title")
         await until_stage(world, exchange_id, "changes_requested")
         ok = await world.post(
             "sme",

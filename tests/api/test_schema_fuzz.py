@@ -10,7 +10,6 @@ them: schemathesis sends synchronously, and sending from the loop itself would b
 and the app."""
 
 import asyncio
-import json
 import re
 import time
 import uuid
@@ -35,7 +34,6 @@ from temporalio.testing import WorkflowEnvironment
 from api.main import create_app
 from ce4big.catalogue.csvio import HEADER
 from ce4big.models import ApiToken, User
-from ce4big.schemas import ID_MAX
 from ce4big.searchattributes import add_request
 from tests.api.world import World, running_world
 from tests.conftest import KEEP_TABLES, make_settings, venv_binary
@@ -79,70 +77,7 @@ class KnownDefect:
     warning: str | None = None
 
 
-def _exchanges(method: str, path: str) -> bool:
-    return path.startswith("/api/v1/exchanges")
-
-
-def _links(method: str, path: str) -> bool:
-    return path.startswith("/api/v1/actions/")
-
-
-def _beyond(value: Any, limit: int) -> bool:
-    return isinstance(value, int) and abs(value) > limit
-
-
-def _has_nul(value: Any) -> bool:
-    return "\\u0000" in json.dumps(value, default=str)
-
-
-NUL_FAILS = {
-    ("GET", "/api/v1/exchanges"),
-    ("POST", "/api/v1/exchanges"),
-    ("POST", DECISIONS + "amend"),
-    ("POST", DECISIONS + "host-review"),
-    ("POST", "/api/v1/actions/{token}"),
-}
-KNOWN_DEFECTS = (
-    KnownDefect(
-        "api/routes/exchanges.py and api/routes/actions.py declare no error response: their "
-        "400, 401, 403, 404, 409, 413, 429 and 503 are not in the schema",
-        lambda m, p: _exchanges(m, p) or _links(m, p),
-        undocumented=frozenset({400, 401, 403, 404, 409, 413, 429, 503}),
-    ),
-    KnownDefect(
-        "api/deps.py get_exchange_or_404 takes any integer: an exchange_id beyond the integer "
-        "column (2**31-1) answers 500 on SQLite past 2**63-1 (OverflowError) and 503 on "
-        "PostgreSQL (integer out of range)",
-        lambda m, p: "{exchange_id}" in p,
-        meets=lambda case: _beyond(case.path_parameters.get("exchange_id"), ID_MAX),
-    ),
-    KnownDefect(
-        "api/routes/exchanges.py list_exchanges: an offset past 2**63-1 answers 500 on SQLite "
-        "(OverflowError) and 503 on PostgreSQL (bigint out of range)",
-        lambda m, p: (m, p) == ("GET", "/api/v1/exchanges"),
-        meets=lambda case: _beyond((case.query or {}).get("offset"), 2**63 - 1),
-    ),
-    KnownDefect(
-        "NUL in a string that reaches PostgreSQL answers 503 (text cannot hold it): "
-        "GET /api/v1/exchanges?cluster= (api/routes/exchanges.py), POST /api/v1/exchanges "
-        "(ce4big/models.py ExchangeCreate), host-review's organisation_id "
-        "(api/routes/exchanges.py), and an amendment's title or description through "
-        "POST .../amend (ExchangeAmend) and POST /api/v1/actions/{token} (ActionBody), where "
-        "the workflow has already taken the amendment: the exchange goes back to vetting with "
-        "its old text, and the link is spent",
-        lambda m, p: (m, p) in NUL_FAILS,
-        meets=lambda case: _has_nul(case.query) or _has_nul(case.body),
-    ),
-    KnownDefect(
-        "ce4big/models.py ExchangeCreate: the default of `languages` is ['en'] (str), not "
-        "[Language.EN]; a request without `languages` makes pydantic warn in model_dump "
-        "(PydanticSerializationUnexpectedValue), which is a 500 where warnings are errors",
-        lambda m, p: (m, p) == ("POST", "/api/v1/exchanges"),
-        # A colon would end the message of a warnings filter: \x3a in the pattern.
-        warning=r"Pydantic serializer warnings\x3a\s+PydanticSerializationUnexpectedValue\("
-        r"Expected `enum` - serialized value may not be as expected \[field_name='languages'",
-    ),
-)
+KNOWN_DEFECTS: tuple[KnownDefect, ...] = ()
 
 
 pytestmark = [

@@ -333,7 +333,13 @@ FOUND = [
         "admin", "POST", f"/api/v1/users/{10**20}/activate", None, 422, "user_id", id="huge id"
     ),
     pytest.param(
-        "admin", "DELETE", f"/api/v1/users/1/tokens/{2**31}", None, 422, "token_id", id="token"
+        "admin",
+        "DELETE",
+        f"/api/v1/users/{{admin}}/tokens/{2**31}",
+        None,
+        422,
+        "token_id",
+        id="token",
     ),
     pytest.param("admin", "GET", f"/api/v1/users?offset={2**31}", None, 422, "offset", id="users"),
     pytest.param(
@@ -408,6 +414,8 @@ async def test_what_the_fuzzing_found_stays_fixed(
     fuzzed: Fuzzed, who: str, method: str, path: str, body: Any, status: int, says: str
 ) -> None:
     world = fuzzed.world
+    # A user that exists: the route finds the user before it reads the token id.
+    path = path.replace("{admin}", str(fuzzed.admin_id))
     if isinstance(body, bytes):
         headers = {**world.auth(who), "Content-Type": "text/csv"}
         response = await world.client.request(method, path, content=body, headers=headers)

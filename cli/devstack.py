@@ -120,7 +120,7 @@ def check_ports(settings: Settings) -> None:
 async def wait_for_port(host: str, port: int, child: Child) -> None:
     while True:
         if child.process.returncode is not None:
-            raise DevError(child.describe_exit())
+            raise DevError(f"{child.describe_exit()}: the stack is stopped")
         try:
             _, writer = await asyncio.open_connection(host, port)
         except OSError:

@@ -25,7 +25,8 @@ from emails.render import EmailRenderer, RenderedEmail
 from emails.samples import sample_context
 from emails.sender import message_id_for
 from tests.conftest import make_settings
-from tests.emails.mailserver import RecordingHandler, free_port, smtp_server
+from tests.emails.mailserver import RecordingHandler, smtp_server
+from tests.ports import free_port
 
 CLAIRE = "claire@nantesgene.example"
 

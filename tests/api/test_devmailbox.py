@@ -12,7 +12,7 @@ from cli.mailsink import start_sink
 from emails.samples import sample_context
 from tests.api.conftest import ClientFactory
 from tests.conftest import make_settings
-from tests.emails.mailserver import free_port
+from tests.ports import free_port
 
 CLAIRE = "claire@nantesgene.example"
 TOMASZ = "t.wisniewski@krakow-preclinical.example"

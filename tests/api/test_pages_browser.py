@@ -23,7 +23,7 @@ from tests.api.test_pages import (
     token_row,
 )
 from tests.conftest import make_settings
-from tests.emails.mailserver import free_port
+from tests.ports import free_port
 from tests.workflows.conftest import Harness, running_harness, wait_stage
 
 SCREENSHOTS = Path(tempfile.gettempdir())

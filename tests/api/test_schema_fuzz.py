@@ -37,9 +37,9 @@ from ce4big.models import ApiToken, User
 from ce4big.searchattributes import add_request
 from tests.api.world import World, running_world
 from tests.conftest import KEEP_TABLES, make_settings, venv_binary
-from tests.emails.mailserver import free_port
 from tests.factories import user_with_token
 from tests.polling import eventually
+from tests.ports import free_port
 
 ROLES = ("sme", "broker", "manager", "admin")
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)

@@ -22,8 +22,8 @@ from temporalio.testing import WorkflowEnvironment
 from ce4big.models import Exchange, User
 from tests.api.browser import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
 from tests.api.world import World, running_world
-from tests.emails.mailserver import free_port
 from tests.polling import eventually
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 

@@ -1,6 +1,7 @@
 """`ce4big dev` started the way a newcomer starts it, on free ports in a scratch folder."""
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -21,15 +22,10 @@ from temporalio.client import Client
 from ce4big.models import Organisation, User
 from ce4big.searchattributes import SearchAttributeError, check_search_attributes
 from cli.devstack import DevError, check_port_free
+from tests.ports import free_port
 
 CE4BIG = str(Path(sys.executable).parent / "ce4big")
 START_SECONDS = 120
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def processes_mentioning(marker: str) -> list[int]:
@@ -91,6 +87,8 @@ def command_of(pid: int) -> str:
 
 @pytest.fixture
 def dev_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a `ce4big dev` in `tmp_path`; what it started is killed after the
+    test, even a test that failed half-way."""
     env = {
         **os.environ,
         "CE4BIG_ENV": "development",
@@ -106,13 +104,23 @@ def dev_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     yield env
     for pid in processes_mentioning(str(tmp_path)):
         os.kill(pid, signal.SIGKILL)
+    while _started:
+        process = _started.pop()
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        process.communicate()
+
+
+_started: list[subprocess.Popen[str]] = []
 
 
 def start_dev(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [CE4BIG, "dev"], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True,
     )  # fmt: skip
+    _started.append(process)
+    return process
 
 
 def wait_healthy(process: subprocess.Popen[str], port: str) -> None:

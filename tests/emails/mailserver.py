@@ -4,7 +4,6 @@ receives and answering with scripted refusals."""
 import asyncio
 import email
 import email.policy
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -55,13 +54,6 @@ class RecordingHandler:
         raw = envelope.original_content or envelope.content or b""
         self.received.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), raw))
         return "250 2.0.0 Accepted"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @asynccontextmanager

@@ -16,7 +16,8 @@ from emails.sender import (
     parse_mailbox,
 )
 from tests.conftest import make_settings
-from tests.emails.mailserver import RecordingHandler, free_port, smtp_server
+from tests.emails.mailserver import RecordingHandler, smtp_server
+from tests.ports import free_port
 
 RENDERED = RenderedEmail(
     subject="Pick a meeting time: “Tox”",

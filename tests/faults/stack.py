@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from ce4big.searchattributes import dev_server_arguments
 from ce4big.settings import Settings
 from tests.conftest import DEFAULT_POSTGRES_URL, venv_binary
-from tests.emails.mailserver import free_port
+from tests.ports import free_port
 
 START_SECONDS = 90.0
 STOP_SECONDS = 10.0

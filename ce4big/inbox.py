@@ -10,7 +10,14 @@ from sqlalchemy import exists
 from sqlmodel import Session, col, select
 
 from ce4big.domain import Role, Stage
-from ce4big.models import Exchange, ExchangeCandidate, ExchangeStage, Organisation, User
+from ce4big.models import (
+    Exchange,
+    ExchangeCandidate,
+    ExchangeStage,
+    Organisation,
+    User,
+    as_utc,
+)
 from ce4big.settings import Settings
 
 
@@ -30,11 +37,6 @@ class InboxItem:
     since: datetime
     deadline: datetime | None
     overdue: bool
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back without their zone; every stored time is UTC."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def broker_inbox(
@@ -80,8 +82,8 @@ def broker_inbox(
     for task, query in queries:
         for spell, exchange in session.exec(query):
             assert exchange.id is not None
-            since = _aware(spell.entered_at)
-            deadline = _aware(spell.deadline_at)
+            since = as_utc(spell.entered_at)
+            deadline = as_utc(spell.deadline_at)
             assert since is not None
             items.append(
                 InboxItem(

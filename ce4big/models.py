@@ -5,7 +5,7 @@ Table models (``table=True``) never travel in Temporal payloads; workflows carry
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
 from pydantic import AfterValidator, field_validator
 from sqlalchemy import JSON, Column, Index, LargeBinary, String, Text, UniqueConstraint
@@ -28,6 +28,16 @@ from ce4big.domain import (
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+def as_utc(value: datetime | None) -> datetime | None:
+    """A stored time with its zone: every stored time is UTC, and SQLite hands them back
+    without it."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _json_list() -> Any:

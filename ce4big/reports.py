@@ -32,6 +32,7 @@ from ce4big.models import (
     Organisation,
     SurveyResponse,
     User,
+    as_utc,
 )
 from ce4big.visibility import visible_exchanges
 
@@ -292,11 +293,6 @@ class OverdueItem:
     deadline: datetime
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite hands datetimes back without their zone; every stored time is UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def overdue(
     *, session: Session, user: User, scope: ReportScope, now: datetime, limit: int = 25
 ) -> tuple[list[OverdueItem], int]:
@@ -333,7 +329,7 @@ def overdue(
                 home_cluster=exchange.home_cluster,
                 stage=Stage(spell.stage),
                 waiting_on=list(spell.waiting_on),
-                deadline=_aware(spell.deadline_at),
+                deadline=as_utc(spell.deadline_at),
             )
         )
     return items, int(total)
@@ -687,7 +683,7 @@ def completed_exchanges(
                 organisation=homes.get(exchange.organisation_id or "", ""),
                 partner=partner,
                 partner_cluster=partner_cluster,
-                closed_at=_aware(exchange.closed_at),
+                closed_at=as_utc(exchange.closed_at),
                 survey=_member(SurveyOutcome, answers.get(exchange.id)),
                 wave=_member(WaveOutcome, result),
                 agreement_type=(

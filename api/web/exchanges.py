@@ -66,6 +66,7 @@ from ce4big.models import (
     Organisation,
     TimelineEntry,
     User,
+    as_utc,
     utcnow,
 )
 from ce4big.reports import Figure, figure_exchanges
@@ -299,11 +300,6 @@ def _app_error_problem(language: str, exc: AppError) -> Problem:
     return Problem(name, translate(language, N_("Please check this value.")))
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back without their zone; every stored time is UTC."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
 def _user_zone(user: User | None) -> str:
     if user is None:
         return "UTC"
@@ -490,7 +486,7 @@ def find_exchanges(
     for exchange in exchanges:
         assert exchange.id is not None
         spell = spells.get(exchange.id)
-        deadline = _aware(spell.deadline_at) if spell else None
+        deadline = as_utc(spell.deadline_at) if spell else None
         rows.append(
             ListRow(
                 id=exchange.id,
@@ -499,7 +495,7 @@ def find_exchanges(
                 stage=spell.stage if spell else exchange.status,
                 outcome=exchange.outcome,
                 waiting_on=list(spell.waiting_on) if spell else [],
-                since=_aware(spell.entered_at) if spell else None,
+                since=as_utc(spell.entered_at) if spell else None,
                 deadline=deadline,
                 overdue=deadline is not None and deadline <= now,
             )
@@ -809,7 +805,7 @@ def _timeline(
             continue
         detail = event.detail or {}
         note = str(detail.get("note") or detail.get("reason") or "")
-        at = _aware(event.at)
+        at = as_utc(event.at)
         assert at is not None
         items.append(
             TimelineItem(
@@ -894,8 +890,8 @@ def exchange_view(
     open_spell = next((s for s in reversed(facts.spells) if s.left_at is None), None)
     stage = Stage(open_spell.stage if open_spell else exchange.status)
     waiting_on = seen.waiting_on(open_spell.waiting_on) if open_spell else []
-    since = _aware(open_spell.entered_at) if open_spell else None
-    deadline = _aware(open_spell.deadline_at) if open_spell else None
+    since = as_utc(open_spell.entered_at) if open_spell else None
+    deadline = as_utc(open_spell.deadline_at) if open_spell else None
     # The workflow answers first-hand; SQL records each step a moment later.
     live = state if state and state.get("stage") in set(Stage) else None
     if live is not None:

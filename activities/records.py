@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from temporalio import activity
@@ -15,6 +15,7 @@ from temporalio.workflow import ActivityConfig
 from ce4big.db import session_scope
 from ce4big.domain import Outcome, Stage
 from ce4big.models import Exchange, ExchangeEvent, ExchangeStage, utcnow
+from ce4big.rollup import add_ended_spell, ending
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class RecordActivities:
                 if data.status is not None:
                     exchange.status = Stage(data.status)
                 if data.status is not None and data.waiting_on is not None:
-                    _enter_stage(session, data, at)
+                    _enter_stage(session, exchange, data, at)
                 if data.result is not None:
                     exchange.result = data.result
                     exchange.agreement_type = data.agreement_type
@@ -97,18 +98,22 @@ class RecordActivities:
         return RecordEventOutput(recorded=True)
 
 
-def _enter_stage(session: Session, data: RecordEventInput, at: datetime) -> None:
-    """Ends the exchange's open stage spell and opens the next, in the event's transaction
-    (so the event key's uniqueness makes it happen once)."""
+def _enter_stage(
+    session: Session, exchange: Exchange, data: RecordEventInput, at: datetime
+) -> None:
+    """Ends the exchange's open stage spell (counted in the stage-time rollup) and opens the
+    next, in the event's transaction (so the event key's uniqueness makes it happen once)."""
     assert data.status is not None and data.waiting_on is not None
-    session.execute(
-        update(ExchangeStage)
-        .where(
+    for spell in session.exec(
+        select(ExchangeStage).where(
             col(ExchangeStage.exchange_id) == data.exchange_id,
             col(ExchangeStage.left_at).is_(None),
         )
-        .values(left_at=at)
-    )
+    ).all():
+        for name, value in ending(spell.entered_at, at).items():
+            setattr(spell, name, value)
+        session.add(spell)
+        add_ended_spell(session, exchange=exchange, spell=spell)
     session.add(
         ExchangeStage(
             exchange_id=data.exchange_id,
@@ -116,7 +121,7 @@ def _enter_stage(session: Session, data: RecordEventInput, at: datetime) -> None
             waiting_on=list(data.waiting_on),
             entered_at=at,
             # A closed exchange waits on nobody and has no next stage.
-            left_at=at if data.status == Stage.CLOSED else None,
+            **(ending(at, at) if data.status == Stage.CLOSED else {}),
             deadline_at=data.deadline,
         )
     )

@@ -67,10 +67,12 @@ from ce4big.models import (  # noqa: E402
     ExchangeEvent,
     ExchangeStage,
     Organisation,
+    StageRollup,
     SurveyResponse,
     User,
     utcnow,
 )
+from ce4big.rollup import rebuild  # noqa: E402
 from ce4big.security import create_api_token  # noqa: E402
 from ce4big.seed import PastExchange, Story, walk_exchange  # noqa: E402
 from ce4big.settings import Settings  # noqa: E402
@@ -310,6 +312,10 @@ def load(engine: Engine, count: int, now: datetime) -> dict[str, int]:
                 if rows:
                     connection.execute(insert(table), rows)
                     written[table.__name__] += len(rows)
+    # What migration 0007 does for spells recorded before the rollup (the record activity keeps
+    # it from then on).
+    with engine.begin() as connection:
+        written[StageRollup.__name__] = rebuild(connection)
     if engine.dialect.name == "postgresql":
         with engine.begin() as connection:
             # Ids were given explicitly: move the sequences past them.

@@ -4,7 +4,7 @@ Table models (``table=True``) never travel in Temporal payloads; workflows carry
 """
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, overload
 
 from pydantic import AfterValidator, field_validator
@@ -222,9 +222,28 @@ class ExchangeStage(SQLModel, table=True):
     entered_at: datetime = Field(index=True)
     left_at: datetime | None = None
     deadline_at: datetime | None = Field(default=None, index=True)
+    # Once it ended: how long it took, and its bucket of the stage-time histogram
+    # (ce4big/rollup.py), so that a report adds up recent spells in SQL.
+    hours: float | None = None
+    bucket: int | None = None
 
     # Open spells past their deadline (left_at null, deadline_at before now), oldest first.
     __table_args__ = (Index("ix_exchangestage_left_at_deadline_at", "left_at", "deadline_at"),)
+
+
+class StageRollup(SQLModel, table=True):
+    """The spells that ended, added up by stage, home cluster, month the exchange was submitted
+    and month the spell ended (the first day of each, UTC): a histogram of their durations and
+    the hours waited on each party. Written with each transition by the record activity."""
+
+    stage: str = Field(sa_type=String(32), primary_key=True)
+    home_cluster: str = Field(max_length=32, primary_key=True)
+    submitted_month: date = Field(primary_key=True)
+    left_month: date = Field(primary_key=True)
+    # The histogram of their durations, packed (ce4big/rollup.py).
+    durations: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
+    # Party -> hours.
+    waited: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 class ActionToken(SQLModel, table=True):

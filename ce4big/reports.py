@@ -3,7 +3,7 @@ end of a given day: what a funder or a cluster-label audit asks for."""
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -30,10 +30,12 @@ from ce4big.models import (
     ExchangeEvent,
     ExchangeStage,
     Organisation,
+    StageRollup,
     SurveyResponse,
     User,
     as_utc,
 )
+from ce4big.rollup import Durations, StageFigures
 from ce4big.visibility import visible_exchanges
 
 # The timeline event that marks each step (completed is read from the closed exchange).
@@ -214,68 +216,126 @@ class StageTimes:
     waiting: list[WaitingShare]
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    """Linear interpolation between the closest ranks (as PostgreSQL's percentile_cont)."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * fraction
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+def _month_after(month: date) -> date:
+    return (month + timedelta(days=32)).replace(day=1)
 
 
-def _hours(session: Session, start: Any, end: Any) -> Any:
-    """The hours from `start` to `end`, computed by the database."""
-    if session.get_bind().dialect.name == "sqlite":
-        return (func.julianday(end) - func.julianday(start)) * 24
-    return func.extract("epoch", end - start) / 3600
+def _whole_months(scope: ReportScope) -> tuple[date | None, date | None, list[ReportScope]]:
+    """The submission months the scope's period covers whole, as [first, end) (None: unbounded),
+    and the scopes of the days it covers in part (none, one or two)."""
+    first = None
+    if scope.start is not None:
+        first = scope.start if scope.start.day == 1 else _month_after(scope.start)
+    end = None
+    if scope.end is not None:
+        end = (scope.end + timedelta(days=1)).replace(day=1)
+    if first is not None and end is not None and first >= end:
+        return first, first, [scope]
+    partial = []
+    if scope.start is not None and first is not None and scope.start < first:
+        partial.append(replace(scope, end=first - timedelta(days=1)))
+    if scope.end is not None and end is not None and end <= scope.end:
+        partial.append(replace(scope, start=end))
+    return first, end, partial
 
 
-def _party(waiting_on: str) -> Party | None:
-    try:
-        return Party(waiting_on.split(":")[0])
-    except ValueError:
-        return None
+def _rollup_homes(user: User, scope: ReportScope) -> list[Any]:
+    conditions = []
+    if user.role == Role.BROKER:
+        conditions.append(StageRollup.home_cluster == user.cluster_id)
+    if scope.home is not None:
+        conditions.append(StageRollup.home_cluster == scope.home)
+    return conditions
+
+
+def _add_spells(session: Session, figures: StageFigures, *conditions: Any) -> None:
+    """Adds up the ended spells that `conditions` select, in SQL."""
+    chosen = (
+        col(ExchangeStage.hours).is_not(None),
+        col(ExchangeStage.stage) != Stage.CLOSED,
+        *conditions,
+    )
+    stage, bucket, hours = (
+        col(ExchangeStage.stage),
+        col(ExchangeStage.bucket),
+        col(ExchangeStage.hours),
+    )
+    for name, number, spells, spent in session.exec(
+        select(stage, bucket, func.count(), func.sum(hours)).where(*chosen).group_by(stage, bucket)
+    ):
+        figures.durations.setdefault(str(name), Durations()).add(number or 0, spells, spent or 0.0)
+    waiting_on = cast(ExchangeStage.waiting_on, String)
+    for listed, spent in session.exec(
+        select(waiting_on, func.sum(hours)).where(*chosen).group_by(waiting_on)
+    ):
+        figures.add_waiting(json.loads(listed or "[]"), spent or 0.0)
+
+
+def _stage_figures(session: Session, user: User, scope: ReportScope) -> StageFigures:
+    """The spells of the scope that ended by the cutoff, added up: whole months from the rollup,
+    the rest from the spells (those of the as-of day's month, those of exchanges submitted in a
+    month the period covers in part). A partner cluster is no dimension of the rollup (an
+    exchange has its partner only from the acceptance on): then every spell is read."""
+    figures = StageFigures()
+    cutoff = scope.cutoff
+    if scope.partner is not None:
+        _add_spells(
+            session,
+            figures,
+            col(ExchangeStage.left_at) < cutoff,
+            *in_scope(ExchangeStage.exchange_id, user, scope),
+        )
+        return figures
+    require_reader(user)
+    as_of_month = scope.as_of.replace(day=1)
+    first, end, partial = _whole_months(scope)
+    whole = [col(StageRollup.left_month) < as_of_month, *_rollup_homes(user, scope)]
+    if first is not None:
+        whole.append(col(StageRollup.submitted_month) >= first)
+    if end is not None:
+        whole.append(col(StageRollup.submitted_month) < end)
+    rows = select(StageRollup.stage, StageRollup.durations, StageRollup.waited).where(*whole)
+    for stage, durations, waited in session.exec(rows):
+        figures.add_row(stage, durations, waited)
+    _add_spells(
+        session,
+        figures,
+        col(ExchangeStage.left_at) >= start_of_day(as_of_month),
+        col(ExchangeStage.left_at) < cutoff,
+        *in_scope(ExchangeStage.exchange_id, user, scope),
+    )
+    for part in partial:
+        _add_spells(
+            session,
+            figures,
+            col(ExchangeStage.left_at) < start_of_day(as_of_month),
+            *in_scope(ExchangeStage.exchange_id, user, part),
+        )
+    return figures
 
 
 def stage_times(*, session: Session, user: User, scope: ReportScope) -> StageTimes:
     """How long the stages took (spells ended by the cutoff; a stage entered again is another
-    spell), median and 90th percentile in hours, and the share of the waiting time on each
-    party (a spell that waits on two parties counts half for each)."""
-    cutoff = scope.cutoff
-    ended = (
-        col(ExchangeStage.left_at).is_not(None),
-        col(ExchangeStage.left_at) < cutoff,
-        *in_scope(ExchangeStage.exchange_id, user, scope),
-    )
-    hours = _hours(session, ExchangeStage.entered_at, ExchangeStage.left_at)
-    durations: dict[Stage, list[float]] = {}
-    for stage, spent in session.exec(select(ExchangeStage.stage, hours).where(*ended)):
-        durations.setdefault(Stage(stage), []).append(float(spent))
-    # The waiting time by whom it waited on, summed in SQL: a few hundred distinct lists.
-    waiting_on = cast(ExchangeStage.waiting_on, String)
-    waited: dict[Party, float] = dict.fromkeys(Party, 0.0)
-    for listed, spent in session.exec(
-        select(waiting_on, func.sum(hours)).where(*ended).group_by(waiting_on)
-    ):
-        parties = [p for p in (_party(w) for w in json.loads(listed or "[]")) if p is not None]
-        for party in parties:
-            waited[party] += float(spent) / len(parties)
-    total = sum(waited.values())
+    spell), median and 90th percentile in hours (read from a histogram whose buckets are 4 %
+    wide: exact when a bucket's spells are equal, within 4 % otherwise), and the share of the
+    waiting time on each party (a spell that waits on two parties counts half for each)."""
+    figures = _stage_figures(session, user, scope)
+    total = sum(figures.waited.values())
     return StageTimes(
         as_of=scope.as_of,
         stages=[
             StageTime(
                 stage=stage,
-                spells=len(durations[stage]),
-                median_hours=round(_percentile(durations[stage], 0.5), 2),
-                p90_hours=round(_percentile(durations[stage], 0.9), 2),
+                spells=durations.spells,
+                median_hours=round(durations.percentile(0.5), 2),
+                p90_hours=round(durations.percentile(0.9), 2),
             )
             for stage in Stage
-            if stage in durations
+            if (durations := figures.durations.get(stage.value)) is not None and durations.spells
         ],
         waiting=[
             WaitingShare(party=party, share=round(hours / total, 4) if total else 0.0)
-            for party, hours in waited.items()
+            for party, hours in figures.waited.items()
         ],
     )
 

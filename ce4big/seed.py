@@ -39,6 +39,7 @@ from ce4big.models import (
     User,
     utcnow,
 )
+from ce4big.rollup import ending, rebuild
 from ce4big.settings import Settings
 from ce4big.users import add_user
 
@@ -188,15 +189,17 @@ class PastExchange:
     def enter(self, stage: Stage, waiting_on: list[str], deadline_days: float | None) -> None:
         """Ends the open spell and opens the next, with its `stage_entered` event."""
         if self.spells and self.spells[-1]["left_at"] is None:
-            self.spells[-1]["left_at"] = self.clock
+            self.spells[-1].update(ending(self.spells[-1]["entered_at"], self.clock))
         self.status = stage
+        open_spell = {"left_at": None, "hours": None, "bucket": None}
         self.spells.append(
             {
                 "exchange_id": self.exchange_id,
                 "stage": stage.value,
                 "waiting_on": list(waiting_on),
                 "entered_at": self.clock,
-                "left_at": self.clock if stage == Stage.CLOSED else None,
+                # A closed exchange waits on nobody and has no next stage.
+                **(ending(self.clock, self.clock) if stage == Stage.CLOSED else open_spell),
                 "deadline_at": None
                 if deadline_days is None
                 else self.clock + timedelta(days=deadline_days),
@@ -759,4 +762,6 @@ def seed_past_exchanges(*, session: Session, now: datetime) -> int:
         ):
             if rows:
                 session.execute(insert(model), rows)
+    # The stage-time rollup that the record activity would have kept.
+    rebuild(session.connection())
     return len(DEMO_EXCHANGES)

@@ -1,4 +1,5 @@
-from datetime import UTC, datetime, timedelta
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -7,8 +8,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.records import RecordActivities, RecordEventInput, RecordEventOutput
-from ce4big.models import Exchange, ExchangeEvent, ExchangeStage
-from tests.exchange_world import ExchangeWorld, add_world
+from ce4big.domain import Party
+from ce4big.models import Exchange, ExchangeEvent, ExchangeStage, StageRollup, User
+from ce4big.rollup import StageFigures, rebuild
+from tests.exchange_world import ExchangeWorld, add_exchange, add_world
 
 AT = datetime(2031, 3, 4, 10, 30, tzinfo=UTC)
 
@@ -169,9 +172,13 @@ def stages(db: Engine, exchange_id: int) -> list[ExchangeStage]:
 
 
 def entry(world: ExchangeWorld, seq: int, stage: str, waiting_on: list[str]) -> RecordEventInput:
+    return entry_of(world.exchange_id, seq, stage, waiting_on)
+
+
+def entry_of(exchange_id: int, seq: int, stage: str, waiting_on: list[str]) -> RecordEventInput:
     return RecordEventInput(
-        exchange_id=world.exchange_id,
-        event_key=f"exchange-{world.exchange_id}:{seq}:stage_entered",
+        exchange_id=exchange_id,
+        event_key=f"exchange-{exchange_id}:{seq}:stage_entered",
         kind="stage_entered",
         at=AT + timedelta(days=seq),
         status=stage,
@@ -224,3 +231,63 @@ class TestStageSpells:
             ),
         )
         assert len(stages(db, world.exchange_id)) == 1
+
+
+def rollup(db: Engine) -> dict[tuple[str, str, date, date], tuple[bytes, dict[str, float]]]:
+    with Session(db) as session:
+        return {
+            (r.stage, r.home_cluster, r.submitted_month, r.left_month): (r.durations, r.waited)
+            for r in session.exec(select(StageRollup))
+        }
+
+
+def added_up(db: Engine) -> StageFigures:
+    figures = StageFigures()
+    for (stage, *_), (durations, waited) in rollup(db).items():
+        figures.add_row(stage, durations, waited)
+    return figures
+
+
+class TestStageRollup:
+    def test_an_ended_spell_is_counted_once_as_a_rebuild_counts_it(
+        self, db: Engine, world: ExchangeWorld
+    ) -> None:
+        record(db, entry(world, 1, "vetting", ["home_broker"]))
+        record(db, entry(world, 2, "host_review", ["host_broker:biom", "host_broker:klsk"]))
+        record(db, entry(world, 2, "host_review", ["host_broker:biom", "host_broker:klsk"]))
+        record(db, entry(world, 4, "scheduling", ["requester", "partner:bm-cro"]))
+        record(db, entry(world, 5, "closed", []))
+
+        figures = added_up(db)
+        assert {stage: (d.spells, d.percentile(0.5)) for stage, d in figures.durations.items()} == {
+            "vetting": (1, 24.0),
+            "host_review": (1, 48.0),
+            "scheduling": (1, 24.0),
+        }
+        assert figures.waited == {
+            Party.HOME_BROKER: 24.0,
+            Party.HOST_BROKER: 48.0,
+            Party.REQUESTER: 12.0,
+            Party.PARTNER: 12.0,
+        }
+        kept = rollup(db)
+        assert {month for *_, month in kept} == {date(2031, 3, 1)}
+        with db.begin() as connection:
+            rebuild(connection)
+        assert rollup(db) == kept
+
+    def test_transitions_at_once_lose_no_count(
+        self, db: Engine, world: ExchangeWorld, session: Session
+    ) -> None:
+        # Exchanges of one cluster and month whose spells end in one month: one rollup row.
+        requester = session.get(User, world.requester_id)
+        assert requester is not None
+        ids = [world.exchange_id, *(add_exchange(session, requester).id for _ in range(7))]
+        session.commit()
+        for exchange_id in ids:
+            assert exchange_id is not None
+            record(db, entry_of(exchange_id, 1, "vetting", ["home_broker"]))
+        with ThreadPoolExecutor(len(ids)) as pool:
+            list(pool.map(lambda i: record(db, entry_of(i, 2, "matching", ["home_broker"])), ids))
+        assert len(rollup(db)) == 1
+        assert added_up(db).durations["vetting"].spells == len(ids)

@@ -19,13 +19,16 @@ from ce4big.reports import (
     Figure,
     FigureKind,
     ReportScope,
+    StageTime,
     cluster_matrix,
     figure_exchanges,
     funnel,
     outcomes,
     overdue,
+    stage_times,
     weekly_submissions,
 )
+from ce4big.rollup import ending, rebuild
 from tests.api.conftest import ClientFactory
 from tests.api.report_data import DAY0, EVIL, bearer
 
@@ -174,15 +177,19 @@ class TestStageTimes:
             ).one()
             assert exchange.id is not None
             for stage, waiting_on, entered, left in spells:
+                start = DAY0 + timedelta(hours=entered)
                 session.add(
                     ExchangeStage(
                         exchange_id=exchange.id,
                         stage=Stage(stage),
                         waiting_on=waiting_on,
-                        entered_at=DAY0 + timedelta(hours=entered),
-                        left_at=None if left is None else DAY0 + timedelta(hours=left),
+                        entered_at=start,
+                        **({} if left is None else ending(start, DAY0 + timedelta(hours=left))),
                     )
                 )
+        session.flush()
+        # What the record activity keeps as the spells end (tests/activities/test_records.py).
+        rebuild(session.connection())
         session.commit()
         return report_tokens
 
@@ -218,6 +225,34 @@ class TestStageTimes:
         # matching (hour 72) had not.
         assert {s["stage"] for s in early.json()["stages"]} == {"vetting", "host_review"}
         assert sme.status_code == 403
+
+    def test_whole_months_from_the_rollup_agree_with_the_spells(
+        self, session: Session, spells: dict[str, str]
+    ) -> None:
+        # Every spell ended in March 2026, of exchanges submitted that month in biowin.
+        manager = reader(session, "m@ce4big.example")
+        broker = reader(session, "b@bw.example")
+
+        def figures(
+            as_of: date = date(2026, 6, 30), start: date | None = None, end: date | None = None
+        ) -> list[StageTime]:
+            scope = ReportScope(as_of=as_of, start=start, end=end)
+            return stage_times(session=session, user=manager, scope=scope).stages
+
+        everything = figures()
+        assert [s.spells for s in everything] == [2, 1, 1, 2]
+        # March whole (the rollup), in part (the spells), within a longer period, as of a day
+        # of March (the spells of that month): the same figures.
+        assert figures(start=date(2026, 3, 1), end=date(2026, 3, 31)) == everything
+        assert figures(start=DAY0.date(), end=date(2026, 3, 31)) == everything
+        assert figures(start=date(2026, 2, 15), end=date(2026, 4, 30)) == everything
+        assert figures(as_of=date(2026, 3, 31)) == everything
+        assert figures(start=date(2026, 4, 1)) == []
+        assert figures(end=date(2026, 2, 28)) == []
+        own = stage_times(session=session, user=broker, scope=ReportScope(as_of=date(2026, 6, 30)))
+        assert own.stages == everything
+        elsewhere = ReportScope(as_of=date(2026, 6, 30), home="biom")
+        assert stage_times(session=session, user=manager, scope=elsewhere).stages == []
 
 
 def reader(session: Session, email: str) -> User:

@@ -54,6 +54,7 @@ from ce4big.models import (
 )
 from ce4big.security import derived_token
 from ce4big.settings import Settings
+from ce4big.tallies import set_facts, survey_facts, survey_source
 from emails.contexts import KINDS, choose_timezone
 
 MAX_CANDIDATES = 20
@@ -415,6 +416,18 @@ class ExchangeActivities:
             row.comment = data.comment
             row.at = utcnow()
             session.add(row)
+            exchange = session.get(Exchange, data.exchange_id)
+            if data.wave == "survey" and exchange is not None:
+                # An answer given again replaces the earlier one in the figures too.
+                set_facts(
+                    session,
+                    source=survey_source(data.exchange_id, data.respondent),
+                    exchange=exchange,
+                    at=row.at,
+                    facts=survey_facts(
+                        data.respondent, data.outcome, data.satisfaction, data.recommend
+                    ),
+                )
 
 
 @dataclass

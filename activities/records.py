@@ -16,6 +16,19 @@ from ce4big.db import session_scope
 from ce4big.domain import Outcome, Stage
 from ce4big.models import Exchange, ExchangeEvent, ExchangeStage, utcnow
 from ce4big.rollup import add_ended_spell, ending
+from ce4big.tallies import (
+    STEP_EVENTS,
+    WAVE_EVENT,
+    Fact,
+    closed,
+    closed_source,
+    has_facts,
+    set_facts,
+    step,
+    step_source,
+    wave_facts,
+    wave_source,
+)
 
 
 @dataclass(frozen=True)
@@ -87,15 +100,40 @@ class RecordActivities:
                 if data.result is not None:
                     exchange.result = data.result
                     exchange.agreement_type = data.agreement_type
+                was_closed = exchange.closed_at is not None
                 if data.outcome is not None:
                     exchange.outcome = Outcome(data.outcome)
                     exchange.closed_at = exchange.closed_at or at
+                _count(session, exchange, data, at, closing=not was_closed)
                 exchange.updated_at = at
                 session.add(exchange)
         except IntegrityError:
             # A concurrent attempt with the same key won the insert: the event is recorded.
             return RecordEventOutput(recorded=False)
         return RecordEventOutput(recorded=True)
+
+
+def _count(
+    session: Session, exchange: Exchange, data: RecordEventInput, at: datetime, *, closing: bool
+) -> None:
+    """What the event adds to the programme figures (ce4big/tallies.py): the first arrival at a
+    step, the closing, the outcome wave's result (the latest)."""
+    assert exchange.id is not None
+    counted: list[tuple[str, list[Fact]]] = []
+    if data.kind in STEP_KINDS:
+        source = step_source(exchange.id, data.kind)
+        if not has_facts(session, source):
+            counted.append((source, [Fact(step(data.kind))]))
+    if data.outcome is not None and closing:
+        counted.append((closed_source(exchange.id), [Fact(closed(data.outcome))]))
+    if data.kind == WAVE_EVENT:
+        facts = wave_facts(exchange.result, exchange.agreement_type)
+        counted.append((wave_source(exchange.id), facts))
+    for source, facts in counted:
+        set_facts(session, source=source, exchange=exchange, at=at, facts=facts)
+
+
+STEP_KINDS = frozenset(STEP_EVENTS.values())
 
 
 def _enter_stage(

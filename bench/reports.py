@@ -51,6 +51,7 @@ from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlmodel import Session, select  # noqa: E402
 
 from api.main import create_app  # noqa: E402
+from ce4big import rollup, tallies  # noqa: E402
 from ce4big.db import make_engine, upgrade_database  # noqa: E402
 from ce4big.domain import (  # noqa: E402
     CLUSTERS,
@@ -67,12 +68,12 @@ from ce4big.models import (  # noqa: E402
     ExchangeEvent,
     ExchangeStage,
     Organisation,
+    ReportFact,
     StageRollup,
     SurveyResponse,
     User,
     utcnow,
 )
-from ce4big.rollup import rebuild  # noqa: E402
 from ce4big.security import create_api_token  # noqa: E402
 from ce4big.seed import PastExchange, Story, walk_exchange  # noqa: E402
 from ce4big.settings import Settings  # noqa: E402
@@ -312,10 +313,11 @@ def load(engine: Engine, count: int, now: datetime) -> dict[str, int]:
                 if rows:
                     connection.execute(insert(table), rows)
                     written[table.__name__] += len(rows)
-    # What migration 0007 does for spells recorded before the rollup (the record activity keeps
-    # it from then on).
+    # What migrations 0007 and 0008 do for rows recorded before the rollups (the activities keep
+    # them from then on).
     with engine.begin() as connection:
-        written[StageRollup.__name__] = rebuild(connection)
+        written[StageRollup.__name__] = rollup.rebuild(connection)
+        written[ReportFact.__name__] = tallies.rebuild(connection)
     if engine.dialect.name == "postgresql":
         with engine.begin() as connection:
             # Ids were given explicitly: move the sequences past them.

@@ -246,6 +246,51 @@ class StageRollup(SQLModel, table=True):
     waited: dict[str, float] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
+class ReportFact(SQLModel, table=True):
+    """One thing the programme figures count (ce4big/tallies.py), with the exchange's home
+    cluster, its partner's cluster when one had accepted ("" before) and its submission time:
+    an exchange's first arrival at a step of the funnel, its closing, a survey answer, the outcome
+    wave's result. Written with what it counts; `source` names it (the event key, the survey
+    answer) so that an answer given again replaces its facts."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=200, index=True)
+    exchange_id: int = Field(foreign_key="exchange.id", index=True)
+    fact: str = Field(max_length=80)
+    # What a fact adds up besides its count (a satisfaction score); 0 otherwise.
+    value: float = 0.0
+    at: datetime
+    home_cluster: str = Field(max_length=32)
+    partner_cluster: str = Field(default="", max_length=32)
+    submitted_at: datetime
+
+    # The facts of a report's last days, and of exchanges submitted in a month its period covers
+    # in part, each added up from an index alone.
+    __table_args__ = (
+        Index(
+            "ix_reportfact_at_fact",
+            "at", "fact", "home_cluster", "partner_cluster", "submitted_at", "value",
+        ),
+        Index(
+            "ix_reportfact_submitted_at_at",
+            "submitted_at", "at", "fact", "home_cluster", "partner_cluster", "value",
+        ),
+    )  # fmt: skip
+
+
+class ReportTally(SQLModel, table=True):
+    """The facts added up by fact, home cluster, partner cluster, month of submission and month
+    they happened (the first day of each, UTC): what the reports read for whole months."""
+
+    fact: str = Field(max_length=80, primary_key=True)
+    home_cluster: str = Field(max_length=32, primary_key=True)
+    partner_cluster: str = Field(max_length=32, primary_key=True)
+    submitted_month: date = Field(primary_key=True)
+    month: date = Field(primary_key=True)
+    count: int = 0
+    total: float = 0.0
+
+
 class ActionToken(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     token_hash: str = Field(max_length=64, unique=True, index=True)

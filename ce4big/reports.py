@@ -3,12 +3,13 @@ end of a given day: what a funder or a cluster-label audit asks for."""
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from sqlalchemy import String, Subquery, cast
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import Select, SelectOfScalar
 
@@ -30,24 +31,26 @@ from ce4big.models import (
     ExchangeEvent,
     ExchangeStage,
     Organisation,
+    ReportFact,
+    ReportTally,
     StageRollup,
     SurveyResponse,
     User,
     as_utc,
 )
 from ce4big.rollup import Durations, StageFigures
+from ce4big.tallies import (
+    SATISFACTION,
+    STEP_EVENTS,
+    WAVE_EVENT,
+    agreement,
+    closed,
+    recommend,
+    step,
+    survey,
+    wave,
+)
 from ce4big.visibility import visible_exchanges
-
-# The timeline event that marks each step (completed is read from the closed exchange).
-STEP_EVENTS: dict[FunnelStep, str] = {
-    FunnelStep.SUBMITTED: "submitted",
-    FunnelStep.APPROVED: "vetting_approve",
-    FunnelStep.SHORTLISTED: "shortlisted",
-    FunnelStep.PARTNER_ACCEPTED: "introduction_accepted",
-    FunnelStep.MEETING_SCHEDULED: "meeting_scheduled",
-    FunnelStep.MEETING_HELD: "meeting_held",
-    FunnelStep.SURVEY_ANSWERED: "survey_answered",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,34 +161,124 @@ def in_scope(column: Any, user: User, scope: ReportScope) -> list[Any]:
     return [col(column).in_(select(scoped(user, scope).c.id))]
 
 
-def funnel(*, session: Session, user: User, scope: ReportScope) -> Funnel:
+@dataclass
+class Tally:
+    """The scope's facts (ce4big/tallies.py) that happened by the cutoff, added up by fact, home
+    cluster and partner cluster: [count, total]."""
+
+    added: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
+
+    def add(self, fact: str, home: str, partner: str, count: float, total: float) -> None:
+        held = self.added.setdefault((fact, home, partner), [0, 0.0])
+        held[0] += count
+        held[1] += total
+
+    def count(self, fact: str) -> int:
+        return int(sum(c for (name, *_), (c, _) in self.added.items() if name == fact))
+
+    def total(self, fact: str) -> float:
+        return sum(t for (name, *_), (_, t) in self.added.items() if name == fact)
+
+    def by_clusters(self, fact: str) -> dict[tuple[str, str], int]:
+        """Home cluster and partner cluster -> count, for the facts of an accepted partner."""
+        return {
+            (home, partner): int(c)
+            for (name, home, partner), (c, _) in self.added.items()
+            if name == fact and partner and c
+        }
+
+
+def _add_facts(session: Session, found: Tally, *conditions: Any) -> None:
+    """Adds up the facts that `conditions` select, in SQL."""
+    fact, home, partner = (
+        col(ReportFact.fact),
+        col(ReportFact.home_cluster),
+        col(ReportFact.partner_cluster),
+    )
+    for name, cluster, partner_cluster, count, total in session.execute(
+        sa_select(fact, home, partner, func.count(), func.sum(ReportFact.value))
+        .where(*conditions)
+        .group_by(fact, home, partner)
+    ):
+        found.add(name, cluster, partner_cluster, count, total or 0.0)
+
+
+def _submitted_between(scope: ReportScope) -> list[Any]:
+    conditions = []
+    if scope.start is not None:
+        conditions.append(col(ReportFact.submitted_at) >= start_of_day(scope.start))
+    if scope.end is not None:
+        conditions.append(col(ReportFact.submitted_at) < end_of_day(scope.end))
+    return conditions
+
+
+def tally(*, session: Session, user: User, scope: ReportScope) -> Tally:
+    """The scope's facts by the cutoff: whole months from the tallies, the rest from the facts
+    (those of the as-of day's month, those of exchanges submitted in a month the period covers
+    in part). With a partner cluster, every fact of the exchanges introduced to it (a fact's
+    partner is known only from the acceptance on, the funnel's first steps have none)."""
+    found = Tally()
+    cutoff = scope.cutoff
+    if scope.partner is not None:
+        _add_facts(
+            session,
+            found,
+            col(ReportFact.at) < cutoff,
+            *in_scope(ReportFact.exchange_id, user, scope),
+        )
+        return found
+    require_reader(user)
+    whole = _in_whole_months(
+        user,
+        scope,
+        month=ReportTally.month,
+        submitted=ReportTally.submitted_month,
+        home=ReportTally.home_cluster,
+    )
+    fact, home, partner = (
+        col(ReportTally.fact),
+        col(ReportTally.home_cluster),
+        col(ReportTally.partner_cluster),
+    )
+    for name, cluster, partner_cluster, count, total in session.execute(
+        sa_select(fact, home, partner, func.sum(ReportTally.count), func.sum(ReportTally.total))
+        .where(*whole)
+        .group_by(fact, home, partner)
+    ):
+        found.add(name, cluster, partner_cluster, count or 0, total or 0.0)
+    homes = _homes(ReportFact.home_cluster, user, scope)
+    month_start = start_of_day(scope.as_of.replace(day=1))
+    _add_facts(
+        session,
+        found,
+        col(ReportFact.at) >= month_start,
+        col(ReportFact.at) < cutoff,
+        *homes,
+        *_submitted_between(scope),
+    )
+    for part in _whole_months(scope)[2]:
+        _add_facts(
+            session,
+            found,
+            col(ReportFact.at) < month_start,
+            *homes,
+            *_submitted_between(part),
+        )
+    return found
+
+
+def funnel(
+    *, session: Session, user: User, scope: ReportScope, counted: Tally | None = None
+) -> Funnel:
     """Exchanges of the scope counted at each step they had reached by the cutoff, with the
     conversion from the step before."""
-    reached_by = dict(
-        session.exec(
-            select(ExchangeEvent.kind, func.count(func.distinct(ExchangeEvent.exchange_id)))
-            .where(
-                col(ExchangeEvent.kind).in_(STEP_EVENTS.values()),
-                col(ExchangeEvent.at) < scope.cutoff,
-                *in_scope(ExchangeEvent.exchange_id, user, scope),
-            )
-            .group_by(ExchangeEvent.kind)
-        ).all()
-    )
-    completed = session.exec(
-        select(func.count())
-        .select_from(Exchange)
-        .where(
-            *in_scope(Exchange.id, user, scope),
-            Exchange.outcome == Outcome.COMPLETED,
-            col(Exchange.closed_at) < scope.cutoff,
-        )
-    ).one()
-    counts = [int(reached_by.get(kind, 0)) for kind in STEP_EVENTS.values()] + [int(completed)]
+    found = counted or tally(session=session, user=user, scope=scope)
+    counts = [found.count(step(kind)) for kind in STEP_EVENTS.values()]
+    counts.append(found.count(closed(Outcome.COMPLETED)))
     steps = []
-    for index, (step, count) in enumerate(zip(FunnelStep, counts, strict=True)):
+    for index, (funnel_step, count) in enumerate(zip(FunnelStep, counts, strict=True)):
         before = counts[index - 1] if index else None
-        steps.append(FunnelCount(step=step, count=count, conversion=_share(count, before)))
+        steps.append(FunnelCount(step=funnel_step, count=count, conversion=_share(count, before)))
     return Funnel(as_of=scope.as_of, steps=steps)
 
 
@@ -239,12 +332,28 @@ def _whole_months(scope: ReportScope) -> tuple[date | None, date | None, list[Re
     return first, end, partial
 
 
-def _rollup_homes(user: User, scope: ReportScope) -> list[Any]:
+def _homes(column: Any, user: User, scope: ReportScope) -> list[Any]:
+    """The home cluster a broker's report, and the scope, are limited to."""
     conditions = []
     if user.role == Role.BROKER:
-        conditions.append(StageRollup.home_cluster == user.cluster_id)
+        conditions.append(col(column) == user.cluster_id)
     if scope.home is not None:
-        conditions.append(StageRollup.home_cluster == scope.home)
+        conditions.append(col(column) == scope.home)
+    return conditions
+
+
+def _in_whole_months(
+    user: User, scope: ReportScope, *, month: Any, submitted: Any, home: Any
+) -> list[Any]:
+    """The rows of a rollup (by `month` it happened, `submitted` month, `home` cluster) that a
+    report reads whole: before the as-of day's month, of the months its period covers whole, of
+    the reader's and the scope's home cluster."""
+    first, end, _ = _whole_months(scope)
+    conditions = [col(month) < scope.as_of.replace(day=1), *_homes(home, user, scope)]
+    if first is not None:
+        conditions.append(col(submitted) >= first)
+    if end is not None:
+        conditions.append(col(submitted) < end)
     return conditions
 
 
@@ -287,28 +396,29 @@ def _stage_figures(session: Session, user: User, scope: ReportScope) -> StageFig
         )
         return figures
     require_reader(user)
-    as_of_month = scope.as_of.replace(day=1)
-    first, end, partial = _whole_months(scope)
-    whole = [col(StageRollup.left_month) < as_of_month, *_rollup_homes(user, scope)]
-    if first is not None:
-        whole.append(col(StageRollup.submitted_month) >= first)
-    if end is not None:
-        whole.append(col(StageRollup.submitted_month) < end)
+    whole = _in_whole_months(
+        user,
+        scope,
+        month=StageRollup.left_month,
+        submitted=StageRollup.submitted_month,
+        home=StageRollup.home_cluster,
+    )
     rows = select(StageRollup.stage, StageRollup.durations, StageRollup.waited).where(*whole)
     for stage, durations, waited in session.exec(rows):
         figures.add_row(stage, durations, waited)
+    month_start = start_of_day(scope.as_of.replace(day=1))
     _add_spells(
         session,
         figures,
-        col(ExchangeStage.left_at) >= start_of_day(as_of_month),
+        col(ExchangeStage.left_at) >= month_start,
         col(ExchangeStage.left_at) < cutoff,
         *in_scope(ExchangeStage.exchange_id, user, scope),
     )
-    for part in partial:
+    for part in _whole_months(scope)[2]:
         _add_spells(
             session,
             figures,
-            col(ExchangeStage.left_at) < start_of_day(as_of_month),
+            col(ExchangeStage.left_at) < month_start,
             *in_scope(ExchangeStage.exchange_id, user, part),
         )
     return figures
@@ -407,36 +517,24 @@ class MatrixCell:
     cooperation_possible: int
 
 
-def _requester_answered(outcome: str, cutoff: datetime) -> SelectOfScalar[int]:
-    return select(SurveyResponse.exchange_id).where(
-        SurveyResponse.wave == "survey",
-        SurveyResponse.respondent == "requester",
-        SurveyResponse.outcome == outcome,
-        col(SurveyResponse.at) < cutoff,
-    )
+MATRIX_FACTS = {
+    "introductions": step(STEP_EVENTS[FunnelStep.PARTNER_ACCEPTED]),
+    "meetings_held": step(STEP_EVENTS[FunnelStep.MEETING_HELD]),
+    "cooperation_possible": survey("requester", SurveyOutcome.COOPERATION_POSSIBLE),
+}
 
 
-def cluster_matrix(*, session: Session, user: User, scope: ReportScope) -> list[MatrixCell]:
+def cluster_matrix(
+    *, session: Session, user: User, scope: ReportScope, counted: Tally | None = None
+) -> list[MatrixCell]:
     """For each home cluster and the cluster of the partner who accepted the introduction
     (by the cutoff): introductions, meetings held, and requesters who answered that a
     cooperation is possible."""
-    chosen = in_scope(Exchange.id, user, scope)
-    partners = _accepted_partners().subquery()
-    cutoff = scope.cutoff
-    measures = {
-        "introductions": reached(STEP_EVENTS[FunnelStep.PARTNER_ACCEPTED], cutoff),
-        "meetings_held": reached(STEP_EVENTS[FunnelStep.MEETING_HELD], cutoff),
-        "cooperation_possible": _requester_answered(SurveyOutcome.COOPERATION_POSSIBLE, cutoff),
-    }
+    found = counted or tally(session=session, user=user, scope=scope)
     cells: dict[tuple[str, str], dict[str, int]] = {}
-    for measure, exchanges in measures.items():
-        for home, partner, count in session.exec(
-            select(Exchange.home_cluster, partners.c.cluster_id, func.count())
-            .join(partners, partners.c.exchange_id == Exchange.id)
-            .where(*chosen, col(Exchange.id).in_(exchanges))
-            .group_by(Exchange.home_cluster, partners.c.cluster_id)
-        ):
-            cells.setdefault((home, partner), {})[measure] = int(count)
+    for measure, fact in MATRIX_FACTS.items():
+        for (home, partner), count in found.by_clusters(fact).items():
+            cells.setdefault((home, partner), {})[measure] = count
     return [
         MatrixCell(
             home=home,
@@ -471,71 +569,27 @@ class Outcomes:
 SIDES = ("requester", "partner")
 
 
-def outcomes(*, session: Session, user: User, scope: ReportScope) -> Outcomes:
-    chosen = in_scope(Exchange.id, user, scope)
-    cutoff = scope.cutoff
-    closed = dict.fromkeys(Outcome, 0)
-    for outcome, count in session.exec(
-        select(Exchange.outcome, func.count())
-        .where(
-            *chosen,
-            col(Exchange.outcome).is_not(None),
-            col(Exchange.closed_at) < cutoff,
-        )
-        .group_by(Exchange.outcome)
-    ):
-        if outcome is not None:
-            closed[Outcome(outcome)] = int(count)
-    survey = {side: dict.fromkeys(SurveyOutcome, 0) for side in SIDES}
-    satisfaction: list[int] = []
-    recommend: list[int] = []
-    for side, answer, score, would_recommend in session.exec(
-        select(
-            SurveyResponse.respondent,
-            SurveyResponse.outcome,
-            SurveyResponse.satisfaction,
-            SurveyResponse.recommend,
-        ).where(
-            *in_scope(SurveyResponse.exchange_id, user, scope),
-            SurveyResponse.wave == "survey",
-            col(SurveyResponse.at) < cutoff,
-        )
-    ):
-        if side in survey and answer in survey[side]:
-            survey[side][SurveyOutcome(answer)] += 1
-        if score is not None:
-            satisfaction.append(score)
-        if would_recommend is not None:
-            recommend.append(would_recommend)
-    wave = dict.fromkeys(WaveOutcome, 0)
-    agreements = dict.fromkeys(CooperationType, 0)
-    for result, agreement, count in session.exec(
-        select(Exchange.result, Exchange.agreement_type, func.count())
-        .where(*chosen, col(Exchange.id).in_(reached(WAVE_EVENT, cutoff)))
-        .group_by(col(Exchange.result), col(Exchange.agreement_type))
-    ):
-        if result in wave:
-            wave[WaveOutcome(result)] += int(count)
-        if result == WaveOutcome.AGREEMENT_REACHED and agreement in agreements:
-            agreements[CooperationType(agreement)] += int(count)
-    promoters = sum(1 for r in recommend if r >= 9)
-    detractors = sum(1 for r in recommend if r <= 6)
+def outcomes(
+    *, session: Session, user: User, scope: ReportScope, counted: Tally | None = None
+) -> Outcomes:
+    found = counted or tally(session=session, user=user, scope=scope)
+    answered = {side: {a: found.count(survey(side, a)) for a in SurveyOutcome} for side in SIDES}
+    scored = found.count(SATISFACTION)
+    promoters, detractors = found.count(recommend(10)), found.count(recommend(0))
+    recommending = promoters + detractors + found.count(recommend(7))
+    wave_results = {result: found.count(wave(result)) for result in WaveOutcome}
     return Outcomes(
-        closed=closed,
-        survey=survey,
-        answers=sum(sum(s.values()) for s in survey.values()),
-        mean_satisfaction=round(sum(satisfaction) / len(satisfaction), 2) if satisfaction else None,
+        closed={outcome: found.count(closed(outcome)) for outcome in Outcome},
+        survey=answered,
+        answers=sum(sum(s.values()) for s in answered.values()),
+        mean_satisfaction=round(found.total(SATISFACTION) / scored, 2) if scored else None,
         recommend_score=(
-            round((promoters - detractors) / len(recommend), 4) if recommend else None
+            round((promoters - detractors) / recommending, 4) if recommending else None
         ),
-        recommend_answers=len(recommend),
-        wave=wave,
-        agreements=agreements,
+        recommend_answers=recommending,
+        wave=wave_results,
+        agreements={kind: found.count(agreement(kind)) for kind in CooperationType},
     )
-
-
-# The event that records the outcome wave's result on the exchange (its result, agreement type).
-WAVE_EVENT = "outcome_recorded"
 
 
 # ---------------------------------------------------------------- submissions per week

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session, col, func, select
 
+from ce4big import rollup, tallies
 from ce4big.catalogue.csvio import parse_catalogue_csv
 from ce4big.catalogue.store import upsert_organisations
 from ce4big.domain import (
@@ -39,7 +40,7 @@ from ce4big.models import (
     User,
     utcnow,
 )
-from ce4big.rollup import ending, rebuild
+from ce4big.rollup import ending
 from ce4big.settings import Settings
 from ce4big.users import add_user
 
@@ -762,6 +763,7 @@ def seed_past_exchanges(*, session: Session, now: datetime) -> int:
         ):
             if rows:
                 session.execute(insert(model), rows)
-    # The stage-time rollup that the record activity would have kept.
-    rebuild(session.connection())
+    # The stage-time rollup and the report tallies that the activities would have kept.
+    rollup.rebuild(session.connection())
+    tallies.rebuild(session.connection())
     return len(DEMO_EXCHANGES)

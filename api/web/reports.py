@@ -51,6 +51,7 @@ from ce4big.reports import (
     overdue,
     require_reader,
     stage_times,
+    tally,
     weekly_submissions,
 )
 
@@ -170,13 +171,15 @@ class Figures:
 
 def _figures(session: Session, user: User, scope: ReportScope, now: datetime) -> Figures:
     late, late_total = overdue(session=session, user=user, scope=scope, now=now)
+    # Added up once for the three sections that count facts.
+    counted = tally(session=session, user=user, scope=scope)
     return Figures(
-        funnel=funnel(session=session, user=user, scope=scope),
+        funnel=funnel(session=session, user=user, scope=scope, counted=counted),
         stages=stage_times(session=session, user=user, scope=scope),
         overdue=late,
         overdue_total=late_total,
-        matrix=cluster_matrix(session=session, user=user, scope=scope),
-        outcomes=outcomes(session=session, user=user, scope=scope),
+        matrix=cluster_matrix(session=session, user=user, scope=scope, counted=counted),
+        outcomes=outcomes(session=session, user=user, scope=scope, counted=counted),
         weeks=weekly_submissions(session=session, user=user, scope=scope),
     )
 

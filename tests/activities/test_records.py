@@ -1,5 +1,6 @@
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -7,11 +8,25 @@ from sqlmodel import Session, col, select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.email import EmailActivities
+from activities.exchange import ExchangeActivities
 from activities.records import RecordActivities, RecordEventInput, RecordEventOutput
+from activities.types import RecordSurveyInput
+from ce4big import tallies
 from ce4big.domain import Party
-from ce4big.models import Exchange, ExchangeEvent, ExchangeStage, StageRollup, User
+from ce4big.models import (
+    Exchange,
+    ExchangeCandidate,
+    ExchangeEvent,
+    ExchangeStage,
+    ReportFact,
+    ReportTally,
+    StageRollup,
+    User,
+)
 from ce4big.rollup import StageFigures, rebuild
-from tests.exchange_world import ExchangeWorld, add_exchange, add_world
+from ce4big.settings import Settings
+from tests.exchange_world import PARTNER_ID, ExchangeWorld, add_exchange, add_world
 
 AT = datetime(2031, 3, 4, 10, 30, tzinfo=UTC)
 
@@ -291,3 +306,98 @@ class TestStageRollup:
             list(pool.map(lambda i: record(db, entry_of(i, 2, "matching", ["home_broker"])), ids))
         assert len(rollup(db)) == 1
         assert added_up(db).durations["vetting"].spells == len(ids)
+
+
+Facts = set[tuple[str, str, float, datetime | None, str, str]]
+Tallies = dict[tuple[str, str, str, date, date], tuple[int, float]]
+
+
+def facts(db: Engine) -> tuple[Facts, Tallies]:
+    """The report facts (without their ids) and the tallies."""
+    with Session(db) as session:
+        kept = {
+            (f.source, f.fact, f.value, naive(f.at), f.home_cluster, f.partner_cluster)
+            for f in session.exec(select(ReportFact))
+        }
+        counted = {
+            (t.fact, t.home_cluster, t.partner_cluster, t.submitted_month, t.month): (
+                t.count,
+                t.total,
+            )
+            for t in session.exec(select(ReportTally))
+            if t.count
+        }
+    return kept, counted
+
+
+class TestReportFacts:
+    def test_the_activities_keep_the_facts_that_a_rebuild_finds(
+        self, db: Engine, world: ExchangeWorld, session: Session, settings: Settings
+    ) -> None:
+        survey = ExchangeActivities(db, settings, EmailActivities(settings=settings, engine=db))
+
+        # Days before now: the survey activity stamps its answers now.
+        start = datetime.now(UTC) - timedelta(days=30)
+
+        def event(seq: int, kind: str, **values: Any) -> None:
+            record(
+                db,
+                RecordEventInput(
+                    exchange_id=world.exchange_id,
+                    event_key=f"k:{seq}:{kind}",
+                    kind=kind,
+                    at=start + timedelta(days=seq),
+                    **values,
+                ),
+            )
+
+        def answer(side: str, outcome: str, satisfaction: int, score: int) -> None:
+            data = RecordSurveyInput(
+                world.exchange_id, side, "survey", outcome, satisfaction, score
+            )
+            ActivityEnvironment().run(survey.record_survey, data)
+
+        event(0, "submitted")
+        event(1, "vetting_approve")
+        event(2, "vetting_approve")  # approved again after a change: reached once
+        session.add(
+            ExchangeCandidate(
+                exchange_id=world.exchange_id,
+                organisation_id=PARTNER_ID,
+                rank=1,
+                score=1.0,
+                intro_status="accepted",
+            )
+        )
+        session.commit()
+        event(3, "introduction_accepted")
+        event(4, "meeting_held")
+        answer("requester", "informative_no_cooperation", 2, 3)
+        answer("requester", "cooperation_possible", 5, 10)  # answered again: replaces
+        answer("partner", "cooperation_possible", 4, 7)
+        event(5, "closed", status="closed", outcome="completed")
+        event(31, "outcome_recorded", result="agreement_reached", agreement_type="licensing")
+
+        kept, counted = facts(db)
+        named = sorted(
+            (source.split(":", 1)[1], fact, partner) for source, fact, *_, partner in kept
+        )
+        assert named == [
+            ("closed", "closed:completed", "biom"),
+            ("step:introduction_accepted", "step:introduction_accepted", "biom"),
+            ("step:meeting_held", "step:meeting_held", "biom"),
+            ("step:submitted", "step:submitted", ""),
+            ("step:vetting_approve", "step:vetting_approve", ""),
+            ("survey:partner", "recommend:passive", "biom"),
+            ("survey:partner", "satisfaction", "biom"),
+            ("survey:partner", "survey:partner:cooperation_possible", "biom"),
+            ("survey:requester", "recommend:promoter", "biom"),
+            ("survey:requester", "satisfaction", "biom"),
+            ("survey:requester", "survey:requester:cooperation_possible", "biom"),
+            ("wave", "agreement:licensing", "biom"),
+            ("wave", "wave:agreement_reached", "biom"),
+        ]
+        assert sum(t for (fact, *_), (_, t) in counted.items() if fact == "satisfaction") == 9.0
+        with db.begin() as connection:
+            tallies.rebuild(connection)
+        assert facts(db) == (kept, counted)

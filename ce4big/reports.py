@@ -629,12 +629,10 @@ def weekly_submissions(
     window = (
         _submitted(user, scope)
         .where(col(Exchange.created_at) >= since, col(Exchange.created_at) < end_of_day(last))
-        .with_only_columns(col(Exchange.id))
-        .subquery()
+        .with_only_columns(day, func.count())
+        .group_by(day)
     )
-    for submitted_on, count in session.exec(
-        select(day, func.count()).where(col(Exchange.id).in_(select(window.c.id))).group_by(day)
-    ):
+    for submitted_on, count in session.execute(window):
         on = submitted_on if isinstance(submitted_on, date) else date.fromisoformat(submitted_on)
         monday = on - timedelta(days=on.weekday())
         if monday in counts:

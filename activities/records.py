@@ -148,7 +148,7 @@ def _enter_stage(
             col(ExchangeStage.left_at).is_(None),
         )
     ).all():
-        for name, value in ending(spell.entered_at, at).items():
+        for name, value in ending(spell.entered_at, at, spell.waiting_on).items():
             setattr(spell, name, value)
         session.add(spell)
         add_ended_spell(session, exchange=exchange, spell=spell)
@@ -159,7 +159,7 @@ def _enter_stage(
             waiting_on=list(data.waiting_on),
             entered_at=at,
             # A closed exchange waits on nobody and has no next stage.
-            **(ending(at, at) if data.status == Stage.CLOSED else {}),
+            **(ending(at, at, []) if data.status == Stage.CLOSED else {}),
             deadline_at=data.deadline,
         )
     )

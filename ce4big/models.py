@@ -226,9 +226,17 @@ class ExchangeStage(SQLModel, table=True):
     # (ce4big/rollup.py), so that a report adds up recent spells in SQL.
     hours: float | None = None
     bucket: int | None = None
+    parties: str | None = Field(default=None, max_length=200)
 
-    # Open spells past their deadline (left_at null, deadline_at before now), oldest first.
-    __table_args__ = (Index("ix_exchangestage_left_at_deadline_at", "left_at", "deadline_at"),)
+    __table_args__ = (
+        # Open spells past their deadline (left_at null, deadline_at before now), oldest first.
+        Index("ix_exchangestage_left_at_deadline_at", "left_at", "deadline_at"),
+        # The spells that ended in a report's last days, added up from the index alone.
+        Index(
+            "ix_exchangestage_left_at_stage_bucket",
+            "left_at", "stage", "bucket", "parties", "hours",
+        ),
+    )  # fmt: skip
 
 
 class StageRollup(SQLModel, table=True):

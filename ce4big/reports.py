@@ -1,14 +1,13 @@
 """Programme figures from the recorded transitions (the exchange timeline), as they stood at the
 end of a given day: what a funder or a cluster-label audit asks for."""
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import String, Subquery, cast
+from sqlalchemy import Subquery
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import Select, SelectOfScalar
@@ -364,20 +363,18 @@ def _add_spells(session: Session, figures: StageFigures, *conditions: Any) -> No
         col(ExchangeStage.stage) != Stage.CLOSED,
         *conditions,
     )
-    stage, bucket, hours = (
+    stage, bucket, named = (
         col(ExchangeStage.stage),
         col(ExchangeStage.bucket),
-        col(ExchangeStage.hours),
+        col(ExchangeStage.parties),
     )
-    for name, number, spells, spent in session.exec(
-        select(stage, bucket, func.count(), func.sum(hours)).where(*chosen).group_by(stage, bucket)
+    for name, number, waited_on, spells, spent in session.execute(
+        sa_select(stage, bucket, named, func.count(), func.sum(ExchangeStage.hours))
+        .where(*chosen)
+        .group_by(stage, bucket, named)
     ):
         figures.durations.setdefault(str(name), Durations()).add(number or 0, spells, spent or 0.0)
-    waiting_on = cast(ExchangeStage.waiting_on, String)
-    for listed, spent in session.exec(
-        select(waiting_on, func.sum(hours)).where(*chosen).group_by(waiting_on)
-    ):
-        figures.add_waiting(json.loads(listed or "[]"), spent or 0.0)
+        figures.add_waiting((waited_on or "").split(), spent or 0.0)
 
 
 def _stage_figures(session: Session, user: User, scope: ReportScope) -> StageFigures:

@@ -135,10 +135,17 @@ class StageFigures:
             self.waited[Party(party)] += hours
 
 
-def ending(entered_at: datetime, left_at: datetime) -> dict[str, Any]:
+def ending(entered_at: datetime, left_at: datetime, waiting_on: Iterable[str]) -> dict[str, Any]:
     """The columns of a spell that ends at `left_at`."""
     hours = spell_hours(entered_at, left_at)
-    return {"left_at": left_at, "hours": hours, "bucket": bucket_of(hours)}
+    return {
+        "left_at": left_at,
+        "hours": hours,
+        "bucket": bucket_of(hours),
+        # The parties it waited on, without the organisation or cluster each names: few
+        # distinct values, so that a report adds up the waiting time by them in SQL.
+        "parties": " ".join(sorted(parties(waiting_on))),
+    }
 
 
 def _insert_missing(session: Session, key: dict[str, Any]) -> None:
@@ -181,23 +188,21 @@ def _store(row: StageRollup, figures: StageFigures) -> None:
 def backfill_spells(connection: Connection) -> int:
     """Hours and bucket for the ended spells recorded before they were kept: returns how many."""
     table = SQLModel.metadata.tables["exchangestage"]
-    ended = sa_select(table.c.id, table.c.entered_at, table.c.left_at).where(
+    ended = sa_select(table.c.id, table.c.entered_at, table.c.left_at, table.c.waiting_on).where(
         table.c.left_at.is_not(None), table.c.hours.is_(None)
     )
+    kept = ("spell", "hours", "bucket", "parties")
     rows = [
-        {"spell": spell, **ending(entered_at, left_at)}
-        for spell, entered_at, left_at in connection.execute(ended)
+        {"spell": spell, **ending(entered_at, left_at, waiting_on)}
+        for spell, entered_at, left_at, waiting_on in connection.execute(ended)
     ]
     change = (
         update(table)
         .where(table.c.id == bindparam("spell"))
-        .values(hours=bindparam("hours"), bucket=bindparam("bucket"))
+        .values(**{name: bindparam(name) for name in kept[1:]})
     )
     for start in range(0, len(rows), 5000):
-        connection.execute(
-            change,
-            [{k: r[k] for k in ("spell", "hours", "bucket")} for r in rows[start : start + 5000]],
-        )
+        connection.execute(change, [{k: r[k] for k in kept} for r in rows[start : start + 5000]])
     return len(rows)
 
 

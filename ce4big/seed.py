@@ -190,9 +190,10 @@ class PastExchange:
     def enter(self, stage: Stage, waiting_on: list[str], deadline_days: float | None) -> None:
         """Ends the open spell and opens the next, with its `stage_entered` event."""
         if self.spells and self.spells[-1]["left_at"] is None:
-            self.spells[-1].update(ending(self.spells[-1]["entered_at"], self.clock))
+            last = self.spells[-1]
+            last.update(ending(last["entered_at"], self.clock, last["waiting_on"]))
         self.status = stage
-        open_spell = {"left_at": None, "hours": None, "bucket": None}
+        open_spell = {"left_at": None, "hours": None, "bucket": None, "parties": None}
         self.spells.append(
             {
                 "exchange_id": self.exchange_id,
@@ -200,7 +201,7 @@ class PastExchange:
                 "waiting_on": list(waiting_on),
                 "entered_at": self.clock,
                 # A closed exchange waits on nobody and has no next stage.
-                **(ending(self.clock, self.clock) if stage == Stage.CLOSED else open_spell),
+                **(ending(self.clock, self.clock, []) if stage == Stage.CLOSED else open_spell),
                 "deadline_at": None
                 if deadline_days is None
                 else self.clock + timedelta(days=deadline_days),

@@ -1,5 +1,5 @@
-"""stage-time rollup: each ended spell's hours and histogram bucket, and the spells added up by
-stage, home cluster, month of submission and month they ended
+"""stage-time rollup: each ended spell's hours, histogram bucket and parties, and the spells
+added up by stage, home cluster, month of submission and month they ended
 
 Revision ID: 0007
 Revises: 0006
@@ -29,6 +29,9 @@ def upgrade() -> None:
     with op.batch_alter_table("exchangestage", schema=None) as batch_op:
         batch_op.add_column(sa.Column("hours", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("bucket", sa.Integer(), nullable=True))
+        batch_op.add_column(
+            sa.Column("parties", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True)
+        )
     op.create_table(
         "stagerollup",
         sa.Column("stage", sa.String(length=32), nullable=False),
@@ -42,10 +45,18 @@ def upgrade() -> None:
     connection = op.get_bind()
     backfill_spells(connection)
     rebuild(connection)
+    with op.batch_alter_table("exchangestage", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_exchangestage_left_at_stage_bucket",
+            ["left_at", "stage", "bucket", "parties", "hours"],
+            unique=False,
+        )
 
 
 def downgrade() -> None:
     op.drop_table("stagerollup")
     with op.batch_alter_table("exchangestage", schema=None) as batch_op:
+        batch_op.drop_index("ix_exchangestage_left_at_stage_bucket")
+        batch_op.drop_column("parties")
         batch_op.drop_column("bucket")
         batch_op.drop_column("hours")

@@ -178,13 +178,16 @@ class TestStageTimes:
             assert exchange.id is not None
             for stage, waiting_on, entered, left in spells:
                 start = DAY0 + timedelta(hours=entered)
+                ended = (
+                    {} if left is None else ending(start, DAY0 + timedelta(hours=left), waiting_on)
+                )
                 session.add(
                     ExchangeStage(
                         exchange_id=exchange.id,
                         stage=Stage(stage),
                         waiting_on=waiting_on,
                         entered_at=start,
-                        **({} if left is None else ending(start, DAY0 + timedelta(hours=left))),
+                        **ended,
                     )
                 )
         session.flush()

@@ -121,7 +121,10 @@ class TestStageRollupBackfill:
                 rollup = session.exec(select(StageRollup)).all()
         finally:
             engine.dispose()
-        assert [(r.hours, r.bucket) for r in rows] == [(30.0, bucket_of(30.0)), (None, None)]
+        assert [(r.hours, r.bucket, r.parties) for r in rows] == [
+            (30.0, bucket_of(30.0), "home_broker"),
+            (None, None, None),
+        ]
         assert [(r.stage, r.home_cluster, r.submitted_month, r.left_month) for r in rollup] == [
             ("vetting", "biowin", date(2026, 11, 1), date(2026, 11, 1))
         ]

@@ -674,43 +674,36 @@ class Figure:
         return cls(FigureKind(kind), value)
 
 
+def _fact_of(figure: Figure) -> str:
+    """The report fact (ce4big/tallies.py) that a figure other than a stage counts."""
+    match figure.kind:
+        case FigureKind.STEP if figure.value == FunnelStep.COMPLETED:
+            return closed(Outcome.COMPLETED)
+        case FigureKind.STEP:
+            return step(STEP_EVENTS[FunnelStep(figure.value)])
+        case FigureKind.OUTCOME:
+            return closed(figure.value)
+        case FigureKind.SURVEY:
+            return survey(*figure.value.split(":"))
+        case FigureKind.WAVE:
+            return wave(figure.value)
+        case _:
+            return agreement(figure.value)
+
+
 def figure_exchanges(user: User, scope: ReportScope, figure: Figure) -> SelectOfScalar[Any]:
-    """The ids of the exchanges a figure of the reports counts, by the same rules."""
+    """The ids of the exchanges a figure of the reports counts, from what the figure counts."""
     ids = select(scoped(user, scope).c.id)
     cutoff = scope.cutoff
     query: SelectOfScalar[Any]
-    match figure.kind:
-        case FigureKind.STEP if figure.value == FunnelStep.COMPLETED:
-            query = select(Exchange.id).where(
-                Exchange.outcome == Outcome.COMPLETED, col(Exchange.closed_at) < cutoff
-            )
-        case FigureKind.STEP:
-            query = reached(STEP_EVENTS[FunnelStep(figure.value)], cutoff)
-        case FigureKind.SPELL:
-            query = select(ExchangeStage.exchange_id).where(
-                ExchangeStage.stage == figure.value, col(ExchangeStage.left_at) < cutoff
-            )
-        case FigureKind.OUTCOME:
-            query = select(Exchange.id).where(
-                Exchange.outcome == figure.value, col(Exchange.closed_at) < cutoff
-            )
-        case FigureKind.SURVEY:
-            side, _, answer = figure.value.partition(":")
-            query = select(SurveyResponse.exchange_id).where(
-                SurveyResponse.wave == "survey",
-                SurveyResponse.respondent == side,
-                SurveyResponse.outcome == answer,
-                col(SurveyResponse.at) < cutoff,
-            )
-        case FigureKind.WAVE | FigureKind.AGREEMENT:
-            query = select(Exchange.id).where(col(Exchange.id).in_(reached(WAVE_EVENT, cutoff)))
-            if figure.kind == FigureKind.WAVE:
-                query = query.where(Exchange.result == figure.value)
-            else:
-                query = query.where(
-                    Exchange.result == WaveOutcome.AGREEMENT_REACHED,
-                    Exchange.agreement_type == figure.value,
-                )
+    if figure.kind == FigureKind.SPELL:
+        query = select(ExchangeStage.exchange_id).where(
+            ExchangeStage.stage == figure.value, col(ExchangeStage.left_at) < cutoff
+        )
+    else:
+        query = select(ReportFact.exchange_id).where(
+            ReportFact.fact == _fact_of(figure), col(ReportFact.at) < cutoff
+        )
     return query.where(col(query.selected_columns[0]).in_(ids))
 
 

@@ -38,60 +38,62 @@ concurrency in lifecycles. Last line: one JSON object.
 import argparse
 import asyncio
 import contextlib
-import email
 import json
 import os
-import re
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import uvicorn  # noqa: E402
-from aiosmtpd.smtp import SMTP  # noqa: E402
-from lifecycle_floor import FloorActivities, FloorInput, FloorWorkflow  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
-from sqlalchemy import Engine, create_engine, make_url, or_, text, update  # noqa: E402
-from sqlalchemy.exc import OperationalError  # noqa: E402
+from sqlalchemy import Engine, or_  # noqa: E402
 from sqlmodel import Session, col, select  # noqa: E402
-from temporalio.api.enums.v1 import EventType, TaskQueueType  # noqa: E402
-from temporalio.api.taskqueue.v1 import TaskQueue  # noqa: E402
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from api.main import create_app  # noqa: E402
-from ce4big.catalogue.csvio import parse_catalogue_csv, write_catalogue_csv  # noqa: E402
-from ce4big.catalogue.store import upsert_organisations  # noqa: E402
-from ce4big.db import make_engine, session_scope, upgrade_database  # noqa: E402
+from bench.drive import (  # noqa: E402
+    DAY,
+    FAST_SCALE,
+    HOME_BROKER,
+    MEETING_LEAD,
+    Board,
+    Delivery,
+    Mailbox,
+    People,
+    Trip,
+    driven_settings,
+    seed,
+)
+from bench.lifecycle_floor import FloorActivities, FloorInput, FloorWorkflow  # noqa: E402
+from bench.stack import (  # noqa: E402
+    MailServer,
+    ProductProcesses,
+    TemporalServer,
+    app_database,
+    free_port,
+    group_usage,
+    p50_p95_ms,
+    run_bench,
+)
+from ce4big.db import make_engine, upgrade_database  # noqa: E402
 from ce4big.exchanges import exchange_timings  # noqa: E402
-from ce4big.models import ApiToken, ExchangeEvent, utcnow  # noqa: E402
-from ce4big.searchattributes import dev_server_arguments  # noqa: E402
-from ce4big.security import create_api_token  # noqa: E402
-from ce4big.settings import Settings  # noqa: E402
-from ce4big.users import add_user  # noqa: E402
-from cli.devstack import temporal_sqlite_arguments  # noqa: E402
+from ce4big.models import ExchangeEvent  # noqa: E402
 from worker import build_worker  # noqa: E402
 
-DAY = 86400.0
-DEFAULT_SCALE = DAY * 40  # a day lasts 25 ms: the meeting and the survey delay are sub-second
-HUMAN_HOLD_SECONDS = 3600.0  # reminders and deadlines of human steps: beyond any run
-MEETING_LEAD = timedelta(hours=25)  # a day ahead, so that the meeting reminder has its timer
 STEP_TIMEOUT = 60.0
 CONFLICT_PAUSE = 0.02
 # FREEZE (fixed in the product since; --with-workarounds still works around it): POST
@@ -105,145 +107,10 @@ CONFLICT_PAUSE = 0.02
 # So the bench acts on one e-mail link at a time and seeds its API tokens as freshly touched.
 GOAL_RATIO = 0.9
 GOAL_P95_FACTOR = 1.2
-START_SECONDS = 90.0
 # How long an id skipped over by the event watcher is asked for again (PostgreSQL).
 HOLE_SECONDS = 10.0
 # Histories of each side compared for the floor's shape.
 SHAPE_SAMPLE = 8
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-LINK = re.compile(r"^https?://\S+/t/(\S+?)\r?$", re.MULTILINE)
-MARKER = re.compile(r"\[(bench-[0-9a-f]+-\d+)\]")
-
-GLP_EN = (
-    "Contract research organisation running GLP toxicology studies: repeated-dose toxicity, "
-    "genotoxicity (Ames, micronucleus) and safety pharmacology for small molecules."
-)
-GLP_FR = (
-    "CRO spécialisée en toxicologie réglementaire BPL : toxicité à doses répétées, "
-    "génotoxicité (Ames, micronoyau) et pharmacologie de sécurité."
-)
-GLP_DE = (
-    "Auftragsforschungsinstitut für GLP-Toxikologie: Toxizität bei wiederholter Gabe, "
-    "Gentoxizität (Ames, Mikrokerntest) und Sicherheitspharmakologie."
-)
-REQUEST = {
-    "title": "GLP toxicology package before first-in-human",
-    "description": "We need a GLP repeated-dose toxicity study and a genotoxicity battery "
-    "(Ames, micronucleus) for our small-molecule kinase inhibitor.",
-    "partner_kinds": ["cro"],
-    "required_certifications": ["GLP"],
-    "cooperation_type": "service_agreement",
-    "meeting_format": "video",
-    "languages": ["en"],
-}
-# Partners in the three other clusters, so that the matcher's fairness rule (an organisation
-# with open introductions is ranked after the others) spreads concurrent exchanges.
-PARTNERS = [
-    ("bm-cro", "biom", "Isar Tox GmbH", "DE", GLP_EN),
-    ("bm-cro2", "biom", "Würm Safety Labs", "DE", GLP_DE),
-    ("kr-cro", "klsk", "Wawel Tox", "PL", GLP_FR),
-    ("kr-cro2", "klsk", "Vistula Preclinical", "PL", GLP_EN),
-    ("at-cro", "atlanpole", "Loire Toxicologie", "FR", GLP_FR),
-    ("at-cro2", "atlanpole", "Erdre Safety", "FR", GLP_EN),
-]
-SME_EMAIL = "anna@meuse-kinase.example"
-HOME_BROKER = "broker@biowin.example"
-HOST_BROKERS = {c: f"broker@{c}.example" for c in ("biom", "klsk", "atlanpole")}
-
-HUMAN_REMINDERS = (
-    "vetting_reminder_days",
-    "changes_reminder_days",
-    "shortlist_reminder_days",
-    "host_review_consent_days",
-    "partner_reminder_days",
-    "scheduling_reminder_days",
-    "survey_reminder_days",
-)
-HUMAN_DEADLINES = (
-    "vetting_escalation_days",
-    "changes_expiry_days",
-    "shortlist_escalation_days",
-    "partner_deadline_days",
-    "scheduling_deadline_days",
-    "survey_close_days",
-)
-
-T = TypeVar("T")
-
-
-class StepTimeoutError(Exception):
-    pass
-
-
-class Board(Generic[T]):
-    """Values by key, awaited by whoever needs them; the first value of a key stays."""
-
-    def __init__(self) -> None:
-        self._values: dict[str, T] = {}
-        self._waiters: dict[str, list[asyncio.Future[T]]] = defaultdict(list)
-
-    def put(self, key: str, value: T) -> None:
-        if key in self._values:
-            return
-        self._values[key] = value
-        for waiter in self._waiters.pop(key, []):
-            if not waiter.done():
-                waiter.set_result(value)
-
-    async def get(self, key: str) -> T:
-        if key in self._values:
-            return self._values[key]
-        waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiters[key].append(waiter)
-        try:
-            return await asyncio.wait_for(waiter, STEP_TIMEOUT)
-        except TimeoutError:
-            raise StepTimeoutError(f"nothing for {key} within {STEP_TIMEOUT:.0f} s") from None
-
-
-# ---------------------------------------------------------------------- e-mail
-
-
-@dataclass(frozen=True)
-class Mail:
-    kind: str
-    to: str
-    token: str | None
-
-
-@dataclass
-class Mailbox:
-    """The SMTP server's handler: files each e-mail under its exchange's marker (carried in
-    the title, which every e-mail's footer repeats), kind and recipient."""
-
-    board: Board[Mail] = field(default_factory=Board)
-    kinds: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    unfiled: int = 0
-
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
-        raw = envelope.original_content or envelope.content or b""
-        # The legacy parser: a tenth of the CPU of policy.default, on the loop the stack runs on.
-        message = email.message_from_bytes(raw)
-        text = ""
-        for part in message.walk():
-            if part.get_content_type() == "text/plain":
-                payload = part.get_payload(decode=True)
-                if isinstance(payload, bytes):
-                    text = payload.decode(part.get_content_charset() or "utf-8")
-                break
-        found = MARKER.search(text)
-        if found is None:
-            self.unfiled += 1
-            return "250 2.0.0 Accepted"
-        marker, kind = found.group(1), str(message["X-CE4BIG-Kind"])
-        links = LINK.findall(text)
-        for recipient in envelope.rcpt_tos:
-            self.kinds[marker][kind] += 1
-            mail = Mail(kind=kind, to=str(recipient).lower(), token=links[0] if links else None)
-            self.board.put(f"{marker}:{kind}:{mail.to}", mail)
-            self.board.put(f"{marker}:{kind}", mail)
-        return "250 2.0.0 Accepted"
-
 
 # ---------------------------------------------------------------------- transitions
 
@@ -302,8 +169,15 @@ def _ok(response: httpx.Response, what: str) -> httpx.Response:
     return response
 
 
-class Product:
-    """Drives exchanges through the web app over HTTP and the e-mail links."""
+@dataclass
+class Timed(Trip):
+    # (step, seconds from the decision's POST to its recorded transition)
+    latencies: list[tuple[str, float]] = field(default_factory=list)
+
+
+class Product(People[Timed]):
+    """Drives exchanges through the web app over HTTP and the e-mail links, each decision
+    timed until its transition is recorded."""
 
     def __init__(
         self,
@@ -314,10 +188,8 @@ class Product:
         *,
         serialise_links: bool,
     ) -> None:
-        self._http = http
-        self._mail = mailbox.board
+        super().__init__(http, tokens, mailbox)
         self._events = events
-        self._tokens = tokens
         self._run = uuid.uuid4().hex[:8]
         # 409 answers to a decision made as soon as its e-mail arrived, by step.
         self.conflicts: Counter[str] = Counter()
@@ -326,15 +198,22 @@ class Product:
         self.link_waits: list[float] = []
         self.link_held = 0.0
 
-    def _auth(self, who: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._tokens[who]}"}
+    async def send(
+        self, trip: Timed, method: str, path: str, body: Any, headers: dict[str, str]
+    ) -> httpx.Response:
+        response = await self.http.request(method, path, json=body, headers=headers)
+        return _ok(response, f"{method} {path}")
 
-    async def _post(
-        self, step: str, path: str, body: dict[str, Any], who: str | None = None
-    ) -> float:
-        """POST a decision and return when it was first sent. A 409 (the e-mail came before
-        the workflow took the stage) is clicked again, as a person would, and counted."""
-        headers = self._auth(who) if who else {}
+    async def mail(self, trip: Timed, kind: str, recipient: str) -> Delivery:
+        return await self.mailbox.wait(trip.marker, kind, recipient, STEP_TIMEOUT)
+
+    async def decide(
+        self, trip: Timed, step: str, path: str, body: Any, *, who: str | None, event: str
+    ) -> None:
+        """POST a decision and time it until its transition is recorded. A 409 (the e-mail
+        came before the workflow took the stage) is clicked again, as a person would, and
+        counted; the time runs from the first click."""
+        headers = self.auth(who)
         link = self._links if who is None else None
         sent: float | None = None
         while True:
@@ -344,131 +223,23 @@ class Product:
                 if link is not None:
                     self.link_waits.append(now - queued)
                 sent = sent or now
-                response = await self._http.post(path, json=body, headers=headers)
+                response = await self.http.post(path, json=body, headers=headers)
                 if link is not None:
                     self.link_held += time.perf_counter() - now
             if response.status_code != 409 or now - sent > STEP_TIMEOUT:
                 _ok(response, f"POST {path}")
-                return sent
+                break
             self.conflicts[step] += 1
             await asyncio.sleep(CONFLICT_PAUSE)
-
-    async def _decide(self, step: str, event: str, decision: Awaitable[float]) -> tuple[str, float]:
-        sent = await decision
-        return step, await self._events.get(event) - sent
+        recorded = await self._events.get(f"{trip.exchange_id}:{event}", STEP_TIMEOUT)
+        trip.latencies.append((step, recorded - sent))
 
     async def lifecycle(self, number: int) -> Lifecycle:
-        marker = f"bench-{self._run}-{number}"
+        trip = Timed(f"bench-{self._run}-{number}")
         started = time.perf_counter()
-        created = _ok(
-            await self._http.post(
-                "/api/v1/exchanges",
-                json={**REQUEST, "title": f"{REQUEST['title']} [{marker}]"},
-                headers={**self._auth(SME_EMAIL), "Idempotency-Key": marker},
-            ),
-            "create",
-        )
-        exchange_id = int(created.json()["id"])
-        path = f"/api/v1/exchanges/{exchange_id}"
-        latencies = []
-
-        await self._mail.get(f"{marker}:vetting_needed:{HOME_BROKER}")
-        latencies.append(
-            await self._decide(
-                "vet",
-                f"{exchange_id}:vetting_approve",
-                self._post("vet", f"{path}/vetting", {"decision": "approve"}, HOME_BROKER),
-            )
-        )
-
-        await self._mail.get(f"{marker}:shortlist_needed:{HOME_BROKER}")
-        candidates = _ok(
-            await self._http.get(f"{path}/candidates", headers=self._auth(HOME_BROKER)),
-            "candidates",
-        ).json()
-        first, cluster = candidates[0]["organisation_id"], candidates[0]["cluster"]
-        latencies.append(
-            await self._decide(
-                "shortlist",
-                f"{exchange_id}:shortlisted",
-                self._post(
-                    "shortlist", f"{path}/shortlist", {"organisation_ids": [first]}, HOME_BROKER
-                ),
-            )
-        )
-
-        host = HOST_BROKERS[cluster]
-        await self._mail.get(f"{marker}:host_review_request:{host}")
-        latencies.append(
-            await self._decide(
-                "host_review",
-                f"{exchange_id}:host_review_done",
-                self._post(
-                    "host_review",
-                    f"{path}/host-review",
-                    {"organisation_id": first, "decision": "endorse"},
-                    host,
-                ),
-            )
-        )
-
-        invitation = await self._mail.get(f"{marker}:introduction_request")
-        partner = invitation.to
-        latencies.append(
-            await self._decide(
-                "accept",
-                f"{exchange_id}:introduction_accepted",
-                self._post("accept", f"/api/v1/actions/{invitation.token}", {"action": "accept"}),
-            )
-        )
-
-        await self._mail.get(f"{marker}:introduction_made:{SME_EMAIL}")
-        start = (datetime.now(UTC) + MEETING_LEAD).replace(microsecond=0)
-        slot = {"start": start.isoformat(), "end": (start + timedelta(hours=1)).isoformat()}
-        latencies.append(
-            await self._decide(
-                "propose",
-                f"{exchange_id}:slots_proposed",
-                self._post(
-                    "propose",
-                    f"{path}/meeting/proposals",
-                    {"slots": [slot], "timezone": "Europe/Brussels", "mode": "video"},
-                    SME_EMAIL,
-                ),
-            )
-        )
-
-        offer = await self._mail.get(f"{marker}:slots_proposed:{partner}")
-        latencies.append(
-            await self._decide(
-                "pick",
-                f"{exchange_id}:meeting_scheduled",
-                self._post(
-                    "pick",
-                    f"/api/v1/actions/{offer.token}",
-                    {"action": "pick_slot", "start": slot["start"]},
-                ),
-            )
-        )
-
-        surveys = [
-            await self._mail.get(f"{marker}:survey_invitation:{address}")
-            for address in (SME_EMAIL, partner)
-        ]
-        answer: dict[str, Any] = {"action": "survey", "outcome": "cooperation_possible"}
-        answer |= {"satisfaction": 5, "recommend": 9}
-        latencies += await asyncio.gather(
-            *(
-                self._decide(
-                    "survey",
-                    f"{exchange_id}:survey_answered:{side}",
-                    self._post("survey", f"/api/v1/actions/{mail.token}", answer),
-                )
-                for side, mail in zip(("requester", "partner"), surveys, strict=True)
-            )
-        )
-        closed = await self._events.get(f"{exchange_id}:closed")
-        return Lifecycle(closed - started, latencies, marker, exchange_id)
+        await self.walk(trip)
+        closed = await self._events.get(f"{trip.exchange_id}:closed", STEP_TIMEOUT)
+        return Lifecycle(closed - started, trip.latencies, trip.marker, trip.exchange_id or 0)
 
 
 FLOOR_STEPS = [
@@ -505,11 +276,11 @@ class Floor:
         return f"floor-{self._run}-{number}"
 
     async def _decide(self, number: int, handle: Any, step: str, kind: str) -> tuple[str, float]:
-        await self._ready.get(f"{number}:{step}")
+        await self._ready.get(f"{number}:{step}", STEP_TIMEOUT)
         started = time.perf_counter()
         await handle.signal(FloorWorkflow.decide, step)
         name = FLOOR_STEP_NAMES.get(step, step.split(":")[0])
-        return name, await self._recorded.get(f"{number}:{kind}") - started
+        return name, await self._recorded.get(f"{number}:{kind}", STEP_TIMEOUT) - started
 
     async def lifecycle(self, number: int) -> Lifecycle:
         started = time.perf_counter()
@@ -526,7 +297,7 @@ class Floor:
                 for side in ("requester", "partner")
             )
         )
-        closed = await self._recorded.get(f"{number}:closed")
+        closed = await self._recorded.get(f"{number}:closed", STEP_TIMEOUT)
         return Lifecycle(closed - started, latencies, self.workflow_id(number))
 
 
@@ -555,14 +326,6 @@ class Level:
         return [s for life in self.done for name, s in life.latencies if step in (None, name)]
 
 
-def p50_p95_ms(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return float("nan"), float("nan")
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return statistics.median(ordered) * 1000, p95 * 1000
-
-
 async def run_level(
     lifecycle: Callable[[int], Awaitable[Lifecycle]], numbers: range, concurrency: int
 ) -> Level:
@@ -578,419 +341,6 @@ async def run_level(
     done = [r for r in results if isinstance(r, Lifecycle)]
     errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
     return Level(concurrency, wall, done, errors, time.process_time() - cpu)
-
-
-# ---------------------------------------------------------------------- the stack
-
-
-def seed(engine: Engine, *, touched: bool) -> dict[str, str]:
-    """The catalogue through the real import path, and one user and API token per role."""
-    rows = [
-        {
-            "id": org_id,
-            "name": name,
-            "cluster": cluster,
-            "kind": "cro",
-            "country": country,
-            "city": "",
-            "website": f"https://{org_id}.example",
-            "description": description,
-            "services": ["GLP toxicology", "genotoxicity"],
-            "technologies": [],
-            "therapeutic_areas": [],
-            "modalities": ["small molecules"],
-            "stages": ["preclinical"],
-            "certifications": ["GLP"],
-            "languages": ["en"],
-            "contact_name": "Business development",
-            "contact_email": f"bd@{org_id}.example",
-            "accepting_new_projects": True,
-        }
-        for org_id, cluster, name, country, description in PARTNERS
-    ]
-    rows.append(
-        {
-            **rows[0],
-            "id": "bw-sme",
-            "name": "Meuse Kinase SA",
-            "cluster": "biowin",
-            "kind": "sme",
-            "country": "BE",
-            "website": "https://meuse-kinase.example",
-            "description": "Small-molecule kinase inhibitors for solid tumours.",
-            "certifications": [],
-            "contact_email": "contact@meuse-kinase.example",
-        }
-    )
-    people = [
-        (SME_EMAIL, "sme", None, "bw-sme"),
-        (HOME_BROKER, "broker", "biowin", None),
-        *((email_, "broker", cluster, None) for cluster, email_ in HOST_BROKERS.items()),
-    ]
-    with session_scope(engine) as session:
-        upsert_organisations(
-            session=session, rows=parse_catalogue_csv(write_catalogue_csv(rows).encode())
-        )
-        session.flush()
-        tokens = {}
-        for address, role, cluster, organisation in people:
-            user = add_user(
-                session=session,
-                email=address,
-                role=role,
-                cluster_id=cluster,
-                organisation_id=organisation,
-                name=address.split("@")[0].title(),
-            )
-            tokens[address] = create_api_token(session=session, user=user, days=1)
-        if touched:
-            session.flush()
-            session.execute(update(ApiToken).values(last_used_at=utcnow() + timedelta(days=1)))
-    return tokens
-
-
-def bench_settings(
-    database_url: str, web_port: int, smtp_port: int, scale: float, **extra: Any
-) -> Settings:
-    held = HUMAN_HOLD_SECONDS * scale / DAY  # in days, before the scale divides it
-    values: dict[str, Any] = {
-        "ce4big_env": "development",
-        "database_url": database_url,
-        "base_url": f"http://127.0.0.1:{web_port}",
-        "ce4big_host": "127.0.0.1",
-        "ce4big_port": web_port,
-        "smtp_host": "127.0.0.1",
-        "smtp_port": smtp_port,
-        "smtp_tls": False,
-        "smtp_starttls": False,
-        "temporal_task_queue": f"bench-{uuid.uuid4().hex[:8]}",
-        "ce4big_time_scale": scale,
-        # The outcome wave, months later, is its own workflow: not part of a lifecycle here.
-        "outcome_wave_days": 0,
-        # Every simulated person acts from 127.0.0.1: the per-client limits would throttle them.
-        "decisions_per_client": 1_000_000,
-        "link_actions_per_client": 1_000_000,
-        **extra,
-    }
-    for name in HUMAN_REMINDERS:
-        values[name] = held
-    for name in HUMAN_DEADLINES:
-        values[name] = 2 * held
-    return Settings(_env_file=None, **values)
-
-
-# ---------------------------------------------------------------------- processes
-
-
-class MissingError(Exception):
-    """Something the bench needs is not there: said in one line, exit 2."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """This process's environment without any setting of its own, and `settings` as the
-    variables the README names: what a child process reads is exactly `settings`."""
-    names = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in names}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
-        env[name.upper()] = str(value)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class Child:
-    """A command leading a process group of its own, its output in a log file."""
-
-    def __init__(self, name: str, command: list[str], env: dict[str, str], folder: Path) -> None:
-        self.name = name
-        self._command = command
-        self._env = env
-        self._folder = folder
-        self.log = folder / f"{name}.log"
-        self._popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self._popen = subprocess.Popen(
-                self._command, env=self._env, cwd=self._folder, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-
-    @property
-    def pid(self) -> int:
-        assert self._popen is not None, f"{self.name} was not started"
-        return self._popen.pid
-
-    def exited(self) -> str | None:
-        if self._popen is None:
-            return f"{self.name} was not started"
-        code = self._popen.poll()
-        if code is None:
-            return None
-        return f"{self.name} exited with code {code}; the end of {self.log}:\n{self.tail()}"
-
-    def stop(self, grace: float = 15.0) -> None:
-        """SIGTERM to the group, SIGKILL after `grace` seconds, then to the group's stragglers."""
-        if self._popen is None:
-            return
-        if self._popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._popen.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._popen.wait(grace)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._popen.pid, signal.SIGKILL)
-        self._popen.wait()
-
-    def tail(self, lines: int = 12) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-def group_usage(*groups: int) -> tuple[float, int]:
-    """CPU seconds (of the live members, and of the children they reaped) and resident bytes
-    of the processes in these process groups, from /proc."""
-    tick, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
-    wanted = set(groups)
-    cpu, rss = 0.0, 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # After the command name in parentheses: state, ppid, pgrp, ... utime, stime, cutime,
-        # cstime (fields 14-17), ... rss in pages (field 24).
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) in wanted:
-            cpu += sum(int(f) for f in fields[11:15]) / tick
-            rss += int(fields[21]) * page
-    return cpu, rss
-
-
-async def port_open(port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
-
-
-async def wait_until(
-    check: Callable[[], Awaitable[bool]],
-    what: str,
-    children: list[Child],
-    seconds: float = START_SECONDS,
-) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        for child in children:
-            reason = child.exited()
-            if reason is not None:
-                raise RuntimeError(f"{what}: {reason}")
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            tails = "\n".join(f"--- {c.name}\n{c.tail()}" for c in children)
-            raise RuntimeError(f"{what}: not within {seconds:.0f} s\n{tails}")
-        await asyncio.sleep(0.2)
-
-
-def _on_server(server_url: str, statement: str) -> None:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(statement))
-    finally:
-        admin.dispose()
-
-
-@contextlib.contextmanager
-def app_database(kind: str, folder: str) -> Iterator[str]:
-    """SQLite in `folder`, or a database of the run's own on the PostgreSQL server that
-    TEST_POSTGRES_URL names (dropped at the end)."""
-    if kind == "sqlite":
-        yield f"sqlite:///{folder}/app.db"
-        return
-    server_url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-    shown = make_url(server_url).render_as_string(hide_password=True)
-    name = f"ce4big_bench_{uuid.uuid4().hex[:12]}"
-    try:
-        _on_server(server_url, f'CREATE DATABASE "{name}"')
-    except OperationalError as exc:
-        reason = " ".join(str(exc.orig).split())
-        raise MissingError(
-            f"PostgreSQL does not answer at {shown} ({reason}): start it, or name another "
-            "server in TEST_POSTGRES_URL"
-        ) from None
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        _on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def database_bytes(database_url: str) -> int:
-    """The app database's size on disk: the SQLite file with its WAL, or PostgreSQL's own."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        return sum(
-            Path(f"{url.database}{suffix}").stat().st_size
-            for suffix in ("", "-wal")
-            if Path(f"{url.database}{suffix}").exists()
-        )
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            return int(
-                connection.execute(text("SELECT pg_database_size(current_database())")).one()[0]
-            )
-    finally:
-        engine.dispose()
-
-
-class TemporalServer:
-    """The venv's `temporal server start-dev`, headless, persisted in SQLite in `folder` with
-    the dev stack's pragmas."""
-
-    def __init__(self, folder: Path) -> None:
-        binary = Path(sys.executable).parent / "temporal"
-        if not binary.exists():
-            raise MissingError(f"{binary} is missing: install the project (make dev does it)")
-        self.port = free_port()
-        self.database = folder / "temporal.db"
-        self.child = Child(
-            "temporal",
-            [
-                str(binary), "server", "start-dev", "--headless",
-                "--ip", "127.0.0.1",
-                "--port", str(self.port),
-                "--http-port", str(free_port()),
-                "--db-filename", str(self.database),
-                "--namespace", "default",
-                "--log-level", "error",
-                # As `ce4big dev` runs it.
-                *temporal_sqlite_arguments(),
-                *dev_server_arguments(),
-            ],
-            {**os.environ},
-            folder,
-        )  # fmt: skip
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def start(self) -> Client:
-        self.child.start()
-        await wait_until(lambda: port_open(self.port), "the Temporal dev server", [self.child])
-        return await Client.connect(self.target)
-
-    def database_bytes(self) -> int:
-        return sum(
-            Path(f"{self.database}{suffix}").stat().st_size
-            for suffix in ("", "-wal")
-            if Path(f"{self.database}{suffix}").exists()
-        )
-
-
-async def _polling_pids(client: Client, task_queue: str) -> set[int]:
-    """Process ids with a poller on both of the task queue's kinds (identity `pid@host`)."""
-    found: list[set[int]] = []
-    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
-        described = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=client.namespace,
-                task_queue=TaskQueue(name=task_queue),
-                task_queue_type=kind,
-            )
-        )
-        found.append(
-            {int(p.identity.split("@")[0]) for p in described.pollers if p.identity[:1].isdigit()}
-        )
-    return found[0] & found[1]
-
-
-class ProductProcesses:
-    """`ce4big api` (WEB_PROCESSES of its own) and `ce4big worker` processes, as production
-    runs them, with `settings` for their environment."""
-
-    def __init__(self, folder: Path, settings: Settings, client: Client) -> None:
-        binary = Path(sys.executable).parent / "ce4big"
-        if not binary.exists():
-            raise MissingError(f"{binary} is missing: install the project (make dev does it)")
-        self._binary = str(binary)
-        self._folder = folder
-        self._env = settings_env(settings)
-        self._settings = settings
-        self._client = client
-        self.api = Child("api", [self._binary, "api"], self._env, folder)
-        self.workers: list[Child] = []
-        self._started = 0
-
-    async def start_api(self) -> None:
-        self.api.start()
-        url = f"{self._settings.base_url}/healthz"
-
-        async def healthy() -> bool:
-            try:
-                async with httpx.AsyncClient(timeout=3) as http:
-                    return (await http.get(url)).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        await wait_until(healthy, "ce4big api /healthz", [self.api])
-
-    async def start_workers(self, count: int) -> None:
-        for _ in range(count):
-            self._started += 1
-            child = Child(
-                f"worker-{self._started}", [self._binary, "worker"], self._env, self._folder
-            )
-            child.start()
-            self.workers.append(child)
-        pids = {w.pid for w in self.workers}
-
-        async def polling() -> bool:
-            return pids <= await _polling_pids(self._client, self._settings.temporal_task_queue)
-
-        await wait_until(polling, f"{count} ce4big worker polling", self.workers)
-
-    async def stop_workers(self) -> None:
-        await asyncio.gather(*(asyncio.to_thread(w.stop) for w in self.workers))
-        self.workers = []
-
-    async def stop(self) -> None:
-        await self.stop_workers()
-        await asyncio.to_thread(self.api.stop)
-
-    def check(self) -> None:
-        for child in (self.api, *self.workers):
-            reason = child.exited()
-            if reason is not None:
-                raise RuntimeError(reason)
-
-    def usage(self) -> dict[str, tuple[float, int]]:
-        return {
-            "web": group_usage(self.api.pid),
-            "workers": group_usage(*(w.pid for w in self.workers)),
-        }
 
 
 # ---------------------------------------------------------------------- the run
@@ -1115,11 +465,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         tokens = await asyncio.to_thread(seed, engine, touched=not args.as_is)
 
         mailbox = Mailbox()
-        loop = asyncio.get_running_loop()
-        smtp = await loop.create_server(
-            lambda: SMTP(mailbox, hostname="bench-mx", loop=loop), host="127.0.0.1", port=0
-        )
-        stack.callback(smtp.close)
+        smtp = MailServer(mailbox)
+        await smtp.open()
+        stack.push_async_callback(smtp.close)
 
         temporal = TemporalServer(folder)
         print(
@@ -1127,15 +475,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
         stack.callback(temporal.child.stop)
-        client = await temporal.start()
+        await temporal.start()
+        client = await temporal.connect()
 
-        web_socket = stack.enter_context(socket.socket())
-        web_socket.bind(("127.0.0.1", 0))
-        web_port = int(web_socket.getsockname()[1])
-        settings = bench_settings(
+        web_port = free_port()
+        settings = driven_settings(
             database_url,
             web_port=web_port,
-            smtp_port=int(smtp.sockets[0].getsockname()[1]),
+            smtp_port=smtp.port,
             scale=args.time_scale,
             temporal_address=temporal.target,
             web_processes=args.web,
@@ -1156,9 +503,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         )
         processes: ProductProcesses | None = None
         if args.workers:
-            # The children bind the port themselves.
-            web_socket.close()
-            processes = ProductProcesses(folder, settings, client)
+            processes = ProductProcesses(folder, settings)
             stack.push_async_callback(processes.stop)
             print(
                 f"starting ce4big api ({args.web} web process{'es' if args.web > 1 else ''})",
@@ -1166,6 +511,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             )
             await processes.start_api()
         else:
+            web_socket = stack.enter_context(socket.socket())
+            web_socket.bind(("127.0.0.1", web_port))
             executor = stack.enter_context(
                 ThreadPoolExecutor(
                     max_workers=settings.worker_max_concurrent_activities,
@@ -1519,7 +866,7 @@ def main() -> None:
     )
     parser.add_argument("--web", type=int, default=1, help="WEB_PROCESSES of `ce4big api`")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--time-scale", type=float, default=DEFAULT_SCALE)
+    parser.add_argument("--time-scale", type=float, default=FAST_SCALE)
     parser.add_argument(
         "--with-workarounds",
         dest="as_is",
@@ -1527,17 +874,7 @@ def main() -> None:
         help="act on one link at a time and seed API tokens as touched (the old FREEZE bug)",
     )
     parser.add_argument("--poll-ms", type=int, default=10, help="event table polling interval")
-    args = parser.parse_args()
-    started = time.perf_counter()
-    try:
-        result = asyncio.run(bench(args))
-    except MissingError as exc:
-        print(f"lifecycle: cannot run: {exc}", file=sys.stderr, flush=True)
-        print(json.dumps({"bench": "lifecycle", "error": str(exc)}))
-        sys.exit(2)
-    figures = report(args, result)
-    figures["seconds"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(figures))
+    run_bench("lifecycle", parser.parse_args(), bench, report)
 
 
 if __name__ == "__main__":

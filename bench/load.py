@@ -28,11 +28,9 @@ detail p95 <= 300 ms, no error. Last line: one JSON object with each step's figu
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import random
 import re
-import socket
 import sys
 import tempfile
 import time
@@ -47,23 +45,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from aiosmtpd.smtp import SMTP  # noqa: E402
-from lifecycle import (  # noqa: E402
-    HOME_BROKER,
-    REQUEST,
-    SME_EMAIL,
-    MissingError,
+from sqlalchemy import Engine, func  # noqa: E402
+from sqlmodel import Session, col, select  # noqa: E402
+
+from bench.drive import HOME_BROKER, REQUEST, SME, seed  # noqa: E402
+from bench.stack import (  # noqa: E402
+    MailServer,
     ProductProcesses,
     TemporalServer,
     app_database,
     database_bytes,
+    free_port,
     group_usage,
     p50_p95_ms,
-    seed,
+    run_bench,
 )
-from sqlalchemy import Engine, func  # noqa: E402
-from sqlmodel import Session, col, select  # noqa: E402
-
 from ce4big.db import make_engine, session_scope, upgrade_database  # noqa: E402
 from ce4big.models import ExchangeEvent  # noqa: E402
 from ce4big.security import create_api_token  # noqa: E402
@@ -222,18 +218,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         tokens |= await asyncio.to_thread(extra_tokens, engine)
 
         mailbox = Counting()
-        loop = asyncio.get_running_loop()
-        smtp = await loop.create_server(
-            lambda: SMTP(mailbox, hostname="load-mx", loop=loop), host="127.0.0.1", port=0
-        )
-        stack.callback(smtp.close)
+        smtp = MailServer(mailbox, hostname="load-mx")
+        await smtp.open()
+        stack.push_async_callback(smtp.close)
         temporal = TemporalServer(folder)
         stack.callback(temporal.child.stop)
         print(f"starting the Temporal dev server (SQLite in {tmp}), {args.database} for the app")
-        client = await temporal.start()
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            web_port = int(probe.getsockname()[1])
+        await temporal.start()
+        web_port = free_port()
         settings = Settings(
             _env_file=None,
             ce4big_env="development",
@@ -242,7 +234,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             ce4big_host="127.0.0.1",
             ce4big_port=web_port,
             smtp_host="127.0.0.1",
-            smtp_port=int(smtp.sockets[0].getsockname()[1]),
+            smtp_port=smtp.port,
             temporal_address=temporal.target,
             temporal_task_queue=f"load-{uuid.uuid4().hex[:8]}",
             decisions_per_client=1_000_000,
@@ -250,7 +242,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             web_processes=args.web,
             data_dir=folder / "data",
         )
-        processes = ProductProcesses(folder, settings, client)
+        processes = ProductProcesses(folder, settings)
         stack.push_async_callback(processes.stop)
         print(f"starting ce4big api ({args.web} web) and {args.workers} ce4big worker", flush=True)
         await processes.start_api()
@@ -322,7 +314,7 @@ class Load:
             async with gate:
                 body = {**REQUEST, "title": f"{REQUEST['title']} [load-{self._run}-{number}]"}
                 response = await call(
-                    self._http, calls, "POST", "/api/v1/exchanges", self._tokens[SME_EMAIL], body
+                    self._http, calls, "POST", "/api/v1/exchanges", self._tokens[SME], body
                 )
                 if response is not None:
                     self.open.append(int(response.json()["id"]))
@@ -548,17 +540,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="creations in flight")
     parser.add_argument("--samples", type=int, default=200, help="list and detail requests")
     parser.add_argument("--decide", type=int, default=1000, help="approvals sent at once")
-    args = parser.parse_args()
-    started = time.perf_counter()
-    try:
-        result = asyncio.run(bench(args))
-    except MissingError as exc:
-        print(f"load: cannot run: {exc}", file=sys.stderr, flush=True)
-        print(json.dumps({"bench": "load", "error": str(exc)}))
-        sys.exit(2)
-    figures = report(args, result)
-    figures["seconds"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(figures))
+    run_bench("load", parser.parse_args(), bench, report)
 
 
 if __name__ == "__main__":

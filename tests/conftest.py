@@ -1,5 +1,6 @@
 """Shared fixtures: databases (SQLite and PostgreSQL), Temporal environments, settings."""
 
+import contextlib
 import os
 import sys
 import uuid
@@ -8,19 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, make_url, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel
 from temporalio.testing import WorkflowEnvironment
 
 import ce4big.models  # noqa: F401  (registers the tables)
+from bench.stack import MissingError, postgres_database
 from ce4big.db import make_engine, upgrade_database
 from ce4big.searchattributes import SEARCH_ATTRIBUTES, add_request
 from ce4big.settings import Settings
 
-# The server the PostgreSQL cases run on; each run creates a database of its own there and drops
-# it at the end, so two runs (or CI beside a developer) never share one.
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 # Reference data that migrations insert; everything else is emptied between tests.
 KEEP_TABLES = frozenset({"cluster", "alembic_version"})
 
@@ -56,13 +54,19 @@ def make_settings(database_url: str = "sqlite://", **overrides: Any) -> Settings
     return Settings(_env_file=None, **values)
 
 
-def _on_server(server_url: str, statement: str) -> None:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(statement))
-    finally:
-        admin.dispose()
+@contextlib.contextmanager
+def own_postgres_database(prefix: str) -> Iterator[str]:
+    """A database of its own on the PostgreSQL server TEST_POSTGRES_URL names, dropped at the
+    end (bench/stack.py); the test is skipped when no server answers, unless
+    CE4BIG_REQUIRE_POSTGRES says that is a failure."""
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(postgres_database(prefix))
+        except MissingError as exc:
+            if os.environ.get("CE4BIG_REQUIRE_POSTGRES"):
+                raise
+            pytest.skip(str(exc))
+        yield url
 
 
 def _empty_database(kind: str, folder: Path) -> Iterator[str]:
@@ -71,18 +75,8 @@ def _empty_database(kind: str, folder: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{folder / 'app.db'}"
         return
-    server_url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-    name = f"ce4big_test_{uuid.uuid4().hex[:12]}"
-    try:
-        _on_server(server_url, f'CREATE DATABASE "{name}"')
-    except OperationalError as exc:
-        if os.environ.get("CE4BIG_REQUIRE_POSTGRES"):
-            raise
-        pytest.skip(f"no PostgreSQL answers at {server_url}: {exc.orig}")
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        _on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with own_postgres_database("ce4big_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

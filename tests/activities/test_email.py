@@ -18,6 +18,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.email import EmailActivities, SendEmailInput, SendEmailOutput
+from bench.stack import free_port
 from ce4big.models import EmailLog
 from ce4big.settings import Settings
 from emails.contexts import MailContext
@@ -26,7 +27,6 @@ from emails.samples import sample_context
 from emails.sender import message_id_for
 from tests.conftest import make_settings
 from tests.emails.mailserver import RecordingHandler, smtp_server
-from tests.ports import free_port
 
 CLAIRE = "claire@nantesgene.example"
 

@@ -24,12 +24,13 @@ from sqlmodel import Session, select
 
 from api.main import create_app
 from api.routes.pages import csrf_value
+from bench.drive import REQUEST
 from ce4big.catalogue.csvio import HEADER
 from ce4big.models import ApiToken, utcnow
 from ce4big.security import hash_token
 from ce4big.websessions import csrf_token, redeem_sign_in_link, request_sign_in
 from tests.api.test_schema_fuzz import at_stage, exchange_when, module_world
-from tests.api.world import REQUEST, World
+from tests.api.world import World
 from tests.conftest import make_settings
 from tests.factories import user_with_token
 from tests.polling import eventually

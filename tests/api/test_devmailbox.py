@@ -7,12 +7,12 @@ from markupsafe import escape
 from sqlalchemy import Engine
 
 from activities.email import EmailActivities, SendEmailInput
+from bench.stack import free_port
 from ce4big.settings import Settings
 from cli.mailsink import start_sink
 from emails.samples import sample_context
 from tests.api.conftest import ClientFactory
 from tests.conftest import make_settings
-from tests.ports import free_port
 
 CLAIRE = "claire@nantesgene.example"
 TOMASZ = "t.wisniewski@krakow-preclinical.example"

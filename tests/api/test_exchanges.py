@@ -13,12 +13,13 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from bench.drive import REQUEST
 from ce4big.models import Exchange, ExchangeEvent
 from ce4big.settings import Settings
 from tests.api.conftest import ClientFactory
 from tests.api.test_lifecycle import LINK, mail_to, text_part
 from tests.api.test_web_broker import sign_in
-from tests.api.world import REQUEST, World, running_world
+from tests.api.world import World, running_world
 from tests.conftest import make_settings
 from tests.factories import add_organisation, user_with_token
 from tests.polling import eventually

@@ -13,6 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from api.routes.pages import DONE_MESSAGES, HEADINGS
+from bench.stack import free_port
 from ce4big.i18n import translate
 from tests.api.browser import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM, serving
 from tests.api.test_pages import (
@@ -23,7 +24,6 @@ from tests.api.test_pages import (
     token_row,
 )
 from tests.conftest import make_settings
-from tests.ports import free_port
 from tests.workflows.conftest import Harness, running_harness, wait_stage
 
 SCREENSHOTS = Path(tempfile.gettempdir())

@@ -32,6 +32,7 @@ from sqlmodel import Session, SQLModel, col, select
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from bench.stack import free_port
 from ce4big.catalogue.csvio import HEADER
 from ce4big.models import ApiToken, User
 from ce4big.searchattributes import add_request
@@ -39,7 +40,6 @@ from tests.api.world import World, running_world
 from tests.conftest import KEEP_TABLES, make_settings, venv_binary
 from tests.factories import user_with_token
 from tests.polling import eventually
-from tests.ports import free_port
 
 ROLES = ("sme", "broker", "manager", "admin")
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)

@@ -10,9 +10,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio.testing import WorkflowEnvironment
 
+from bench.drive import REQUEST
 from ce4big.models import Exchange, ExchangeCandidate, ExchangeEvent, ExchangeStage, User, utcnow
 from ce4big.websessions import redeem_sign_in_link, request_sign_in
-from tests.api.world import REQUEST, World, running_world
+from tests.api.world import World, running_world
 from tests.polling import eventually
 
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')

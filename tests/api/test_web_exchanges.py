@@ -16,12 +16,13 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from bench.drive import REQUEST
 from ce4big.models import Exchange, ExchangeCandidate, ExchangeStage, utcnow
 from ce4big.settings import Settings
 from ce4big.websessions import redeem_sign_in_link, request_sign_in
 from tests.api.conftest import ClientFactory
 from tests.api.test_exchanges import UnreachableTemporal, approved
-from tests.api.world import REQUEST, World, running_world
+from tests.api.world import World, running_world
 from tests.factories import add_organisation, user_with_token
 from tests.polling import INTERVAL_SECONDS, TIMEOUT_SECONDS, eventually
 

@@ -19,11 +19,11 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session
 from temporalio.testing import WorkflowEnvironment
 
+from bench.stack import free_port
 from ce4big.models import Exchange, User
 from tests.api.browser import CHROMIUM, CHROMIUM_ARGS, NEEDS_CHROMIUM
 from tests.api.world import World, running_world
 from tests.polling import eventually
-from tests.ports import free_port
 
 pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 

@@ -14,6 +14,7 @@ from sqlmodel import Session
 from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
+from bench.drive import REQUEST
 from ce4big.settings import Settings
 from emails.signin import SignInMailer
 from tests.api.browser import serving
@@ -30,16 +31,6 @@ GLP_CRO_FR = (
     "CRO spécialisée en toxicologie réglementaire BPL : toxicité à doses répétées, "
     "génotoxicité et pharmacologie de sécurité."
 )
-REQUEST = {
-    "title": "GLP toxicology package before first-in-human",
-    "description": "We need a GLP repeated-dose toxicity study and a genotoxicity battery "
-    "(Ames, micronucleus) for our small-molecule kinase inhibitor.",
-    "partner_kinds": ["cro"],
-    "required_certifications": ["GLP"],
-    "cooperation_type": "service_agreement",
-    "meeting_format": "video",
-    "languages": ["en"],
-}
 
 
 @dataclass

@@ -19,10 +19,10 @@ from sqlmodel import Session, create_engine, func, select
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
+from bench.stack import free_port, process_stats
 from ce4big.models import Organisation, User
 from ce4big.searchattributes import SearchAttributeError, check_search_attributes
 from cli.devstack import DevError, check_port_free
-from tests.ports import free_port
 
 CE4BIG = str(Path(sys.executable).parent / "ce4big")
 START_SECONDS = 120
@@ -48,19 +48,9 @@ def processes_mentioning(marker: str) -> list[int]:
 
 def process_table() -> dict[int, tuple[int, int]]:
     """Every live process: pid -> (parent pid, process group); zombies left out."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name is in parentheses and may hold spaces: the fields follow the last.
-        state, ppid, pgid = stat[stat.rindex(")") + 2 :].split()[:3]
-        if state != "Z":
-            table[int(entry.name)] = (int(ppid), int(pgid))
-    return table
+    return {
+        pid: (int(fields[1]), int(fields[2])) for pid, fields in process_stats() if fields[0] != "Z"
+    }
 
 
 def descendants(pid: int) -> dict[int, int]:

@@ -17,12 +17,12 @@ from sqlmodel import Session, select
 from uvicorn.logging import AccessFormatter
 
 from api.main import create_app
+from bench.stack import free_port
 from ce4big.models import ApiToken, User
 from cli.main import RedactLinkTokens
 from tests.conftest import make_settings
 from tests.exchange_world import add_world
 from tests.factories import add_organisation, user_with_token
-from tests.ports import free_port
 
 CE4BIG = str(Path(sys.executable).parent / "ce4big")
 

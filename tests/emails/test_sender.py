@@ -5,6 +5,7 @@ from typing import Any
 import aiosmtplib
 import pytest
 
+from bench.stack import free_port
 from ce4big.mailerrors import EmailContextError, PermanentEmailError, TemporaryEmailError
 from emails.render import RenderedEmail
 from emails.sender import (
@@ -17,7 +18,6 @@ from emails.sender import (
 )
 from tests.conftest import make_settings
 from tests.emails.mailserver import RecordingHandler, smtp_server
-from tests.ports import free_port
 
 RENDERED = RenderedEmail(
     subject="Pick a meeting time: “Tox”",

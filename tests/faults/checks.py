@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from bench.drive import HOME_BROKER, HOST_BROKERS, SME, Delivery, Mailbox, Path, partner_email
 from ce4big.models import ActionToken, EmailLog, Exchange, ExchangeEvent
 from ce4big.security import hash_token
-from tests.faults.drive import HOME_BROKER, HOST_BROKERS, SME, Path, Plan, partner_email
-from tests.faults.stack import Delivery, Mailbox
+from tests.faults.drive import Plan
 
 # The transitions each path records, in order (stage entries with their stage). Two are there
 # or not depending on timing alone: scheduling is entered again waiting on the SME unless its

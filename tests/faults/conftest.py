@@ -5,8 +5,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.stack import LEFT_RUNNING
 from tests.faults.harness import SUMMARIES
-from tests.faults.stack import LEFT_RUNNING
 
 
 @pytest.fixture(autouse=True)

@@ -14,11 +14,13 @@ import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
+from bench.drive import seed
 from ce4big.db import make_engine, upgrade_database
 from ce4big.models import EmailLog
+from tests.conftest import own_postgres_database
 from tests.faults.checks import ended_count, stages_now, verify
-from tests.faults.drive import DECISIONS, STEP_SECONDS, Driver, Gate, Plan, no_gate, seed
-from tests.faults.stack import OwnPostgres, Stack, running_stack, shared_database
+from tests.faults.drive import DECISIONS, STEP_SECONDS, Driver, Gate, Plan, no_gate
+from tests.faults.stack import OwnPostgres, Stack, running_stack
 from tests.polling import eventually
 
 EXCHANGES = 30
@@ -165,7 +167,7 @@ async def fault_run(
     try:
         with contextlib.ExitStack() as databases:
             if postgres is None:
-                database_url = databases.enter_context(shared_database())
+                database_url = databases.enter_context(own_postgres_database("ce4big_faults"))
             else:
                 database_url = postgres.url
             await asyncio.to_thread(upgrade_database, database_url)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.drive import Path as ExchangePath
+from bench.drive import Path as ExchangePath
 from tests.faults.drive import Plan
 from tests.faults.harness import fault_run
 from tests.faults.stack import OwnPostgres
@@ -41,7 +41,7 @@ async def test_worker_killed_with_sigkill_and_restarted(tmp_path: Path) -> None:
         await run.mark_fault()
         run.stack.worker.kill()
         await asyncio.sleep(2)
-        await run.stack.start_worker()
+        await run.stack.processes.restart_worker(run.stack.worker)
         await run.finish()
         assert run.stack.worker.starts == 2
 
@@ -78,11 +78,11 @@ async def test_temporal_dev_server_killed_with_sigkill_and_restarted(tmp_path: P
         await run.at_progress(MID_FLIGHT)
         await run.mark_fault()
         killed = time.monotonic()
-        run.stack.temporal.kill()
+        run.stack.temporal.child.kill()
         # Restarted at once, as a supervisor would: the worker's SDK retries what it reports
         # (a finished activity, say) for about 10 s, after which the report is dropped and
         # the activity waits out its timeout (two minutes for e-mail) to run again.
-        await run.stack.start_temporal()
+        await run.stack.temporal.start()
         run.note(f"down {time.monotonic() - killed:.1f} s")
         await run.finish()
 
@@ -152,6 +152,6 @@ async def test_web_app_killed_during_a_burst_of_decisions(tmp_path: Path) -> Non
         run.stack.api.kill()
         run.note(f"killed with {answered}/{len(run.plans)} of the burst answered")
         await asyncio.sleep(1)
-        await run.stack.start_api()
+        await run.stack.processes.start_api()
         await run.finish()
         assert run.driver.traffic.retries > 0, "no decision was caught by the kill"

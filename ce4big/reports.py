@@ -474,16 +474,19 @@ def overdue(
             )
         ]
     )
+    past_deadline = (
+        col(ExchangeStage.left_at).is_(None),
+        col(ExchangeStage.deadline_at) <= now,
+        *chosen,
+    )
+    total = session.exec(
+        select(func.count()).select_from(ExchangeStage).where(*past_deadline)
+    ).one()
     late = (
         select(ExchangeStage, Exchange)
         .join(Exchange, col(Exchange.id) == ExchangeStage.exchange_id)
-        .where(
-            col(ExchangeStage.left_at).is_(None),
-            col(ExchangeStage.deadline_at) <= now,
-            *chosen,
-        )
+        .where(*past_deadline)
     )
-    total = session.exec(select(func.count()).select_from(late.subquery())).one()
     items = []
     for spell, exchange in session.exec(
         late.order_by(col(ExchangeStage.deadline_at), col(ExchangeStage.id)).limit(limit)

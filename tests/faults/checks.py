@@ -7,11 +7,19 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, SQLModel, col, select
 
 from bench.drive import HOME_BROKER, HOST_BROKERS, SME, Delivery, Mailbox, Path, partner_email
-from ce4big.models import ActionToken, EmailLog, Exchange, ExchangeEvent
+from ce4big import rollup, tallies
+from ce4big.models import (
+    ActionToken,
+    EmailLog,
+    Exchange,
+    ExchangeEvent,
+)
+from ce4big.rollup import Durations
 from ce4big.security import hash_token
 from tests.faults.drive import Plan
 
@@ -137,6 +145,8 @@ class Verdict:
     # `copies_allowed`).
     copies: list[str] = field(default_factory=list)
     links: int = 0
+    # The report rollups' counts (facts, tallies, spells by bucket) checked against a rebuild.
+    figures: int = 0
     problems: list[str] = field(default_factory=list)
 
     def problem(self, text: str) -> None:
@@ -205,7 +215,51 @@ def verify(
             )
 
     _check_emails(verdict, planned, logs, tokens, mailbox, copies_allowed)
+    _check_figures(verdict, engine)
     return verdict
+
+
+def _figures(connection: Connection) -> tuple[Counter[tuple[object, ...]], dict[str, float]]:
+    """The report rollups, counted: (what, key) -> count, and their sums beside."""
+    counts: Counter[tuple[object, ...]] = Counter()
+    sums = {"facts": 0.0, "tallies": 0.0, "hours": 0.0, "waited": 0.0}
+    for fact in connection.execute(sa_select(table("reportfact"))).mappings():
+        counts["fact", fact["source"], fact["fact"], fact["partner_cluster"]] += 1
+        sums["facts"] += fact["value"]
+    for tally in connection.execute(sa_select(table("reporttally"))).mappings():
+        counts["tally", tally["fact"], tally["partner_cluster"], tally["month"]] += tally["count"]
+        sums["tallies"] += tally["total"]
+    for row in connection.execute(sa_select(table("stagerollup"))).mappings():
+        durations = Durations()
+        durations.merge(row["durations"])
+        for bucket in durations.counts.nonzero()[0]:
+            key = ("spells", row["stage"], row["home_cluster"], row["left_month"], int(bucket))
+            counts[key] += int(durations.counts[bucket])
+        sums["hours"] += float(durations.hours.sum())
+        sums["waited"] += sum(row["waited"].values())
+    return +counts, sums
+
+
+def table(name: str) -> Table:
+    return SQLModel.metadata.tables[name]
+
+
+def _check_figures(verdict: Verdict, engine: Engine) -> None:
+    """What the activities added up for the reports as they recorded, retried attempts and all,
+    is what a rebuild from the recorded rows finds (rebuilt in a transaction rolled back)."""
+    with engine.connect() as connection, connection.begin() as transaction:
+        kept, kept_sums = _figures(connection)
+        rollup.rebuild(connection)
+        tallies.rebuild(connection)
+        rebuilt, rebuilt_sums = _figures(connection)
+        transaction.rollback()
+    verdict.figures = sum(kept.values())
+    if not kept or kept != rebuilt:
+        differ = sorted(set((kept - rebuilt) | (rebuilt - kept)), key=str)[:5]
+        verdict.problem(f"report figures differ from a rebuild, first at {differ}")
+    for name, total in kept_sums.items():
+        if abs(total - rebuilt_sums[name]) > 1e-6 * max(1.0, abs(total)):
+            verdict.problem(f"report {name}: {total} kept, {rebuilt_sums[name]} rebuilt")
 
 
 def _check_emails(

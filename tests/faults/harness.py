@@ -122,7 +122,7 @@ class FaultRun:
             f"ends [{outcomes}]; {verdict.transitions} transitions vs paths; "
             f"{verdict.emails} logical e-mails, {verdict.received} received, "
             f"{verdict.duplicates} copies of a Message-ID received again, "
-            f"{verdict.links} links current"
+            f"{verdict.links} links current; {verdict.figures} report counts as rebuilt"
         )
         if verdict.copies:
             self.note(

@@ -2,8 +2,12 @@
 
 Every call to Temporal here is bounded (TEMPORAL_TIMEOUT_SECONDS): without a worker an Update
 would wait for ever, and the caller is told the exchange is busy instead. A decision already in
-force in the workflow's live state is answered without an Update: an acknowledged repeat costs
-events in the exchange's history, which is finite.
+force is answered without an Update: an acknowledged repeat costs events in the exchange's
+history, which is finite. The read model (SQL) says first whether the decision may be a repeat:
+only then is the workflow's live state asked (a query is a workflow task, a replay for a
+workflow out of the worker's cache), and an approval or a rejection recorded as the latest
+verdict, which nothing can undo, is answered from SQL alone. Any other decision goes straight
+to its Update, whose validator acknowledges an identical repeat that SQL did not show yet.
 """
 
 import asyncio
@@ -186,6 +190,8 @@ class VettingRecord:
 
 
 VETTING_KINDS = (*(f"vetting_{v.value}" for v in VettingVerdict), "amended")
+# Verdicts that end vetting for good (no amendment follows them): recorded as the latest, in force.
+FINAL_VERDICTS = frozenset({VettingVerdict.APPROVE, VettingVerdict.REJECT})
 
 
 def last_vetting_record(session: Session, exchange_id: int) -> VettingRecord | None:
@@ -199,18 +205,22 @@ def last_vetting_record(session: Session, exchange_id: int) -> VettingRecord | N
     return VettingRecord(event.kind, event.actor, str((event.detail or {}).get("note") or ""))
 
 
+def vetting_recorded(decision: VettingDecision, last: VettingRecord | None) -> bool:
+    """The verdict is the latest recorded: it may be in force."""
+    return (
+        last is not None
+        and last.kind == f"vetting_{decision.decision}"
+        and last.actor == decision.actor.email
+        and last.note == decision.note
+    )
+
+
 def vetting_in_force(decision: VettingDecision, last: VettingRecord | None) -> InForce:
     """The verdict was recorded as the latest, and the workflow has left vetting since (it
     records the verdict before it moves on; a new round of vetting follows an amendment)."""
 
     def check(state: Mapping[str, Any]) -> bool:
-        return (
-            state.get("stage") != Stage.VETTING
-            and last is not None
-            and last.kind == f"vetting_{decision.decision}"
-            and last.actor == decision.actor.email
-            and last.note == decision.note
-        )
+        return state.get("stage") != Stage.VETTING and vetting_recorded(decision, last)
 
     return check
 
@@ -224,15 +234,22 @@ def amendment_in_force(
     def check(state: Mapping[str, Any]) -> bool:
         return (
             state.get("stage") == Stage.VETTING
-            and last is not None
-            and last.kind == "amended"
-            and last.actor == amendment.actor.email
-            and last.note == amendment.note
+            and amendment_recorded(amendment, last)
             and amendment.title in (None, title)
             and amendment.description in (None, description)
         )
 
     return check
+
+
+def amendment_recorded(amendment: Amendment, last: VettingRecord | None) -> bool:
+    """The amendment is the latest recorded: it may be in force."""
+    return (
+        last is not None
+        and last.kind == "amended"
+        and last.actor == amendment.actor.email
+        and last.note == amendment.note
+    )
 
 
 def shortlist_in_force(decision: ShortlistDecision) -> InForce:
@@ -295,6 +312,54 @@ def _same_instant(a: str, b: str) -> bool:
         return datetime.fromisoformat(a) == datetime.fromisoformat(b)
     except ValueError:
         return False
+
+
+def _last_event(session: Session, exchange_id: int, kind: str) -> ExchangeEvent | None:
+    return session.exec(
+        select(ExchangeEvent)
+        .where(ExchangeEvent.exchange_id == exchange_id, ExchangeEvent.kind == kind)
+        .order_by(col(ExchangeEvent.at).desc(), col(ExchangeEvent.id).desc())
+    ).first()
+
+
+def shortlist_recorded(session: Session, exchange_id: int, decision: ShortlistDecision) -> bool:
+    """The latest shortlist recorded is this one: it may be in force."""
+    last = _last_event(session, exchange_id, "shortlisted")
+    return last is not None and last.detail.get("organisation_ids") == list(
+        decision.organisation_ids
+    )
+
+
+def host_review_recorded(session: Session, exchange_id: int, decision: HostReviewDecision) -> bool:
+    """The candidate's row holds this review (note_host_decision writes it once the workflow
+    accepted one): it may be in force."""
+    wanted = "endorsed" if decision.decision == HostVerdict.ENDORSE else "vetoed"
+    return (
+        session.exec(
+            select(ExchangeCandidate.id).where(
+                ExchangeCandidate.exchange_id == exchange_id,
+                ExchangeCandidate.organisation_id == decision.organisation_id,
+                ExchangeCandidate.host_decision == wanted,
+            )
+        ).first()
+        is not None
+    )
+
+
+def proposal_recorded(session: Session, exchange_id: int, proposal: SlotProposal) -> bool:
+    """The latest proposal recorded is the requester's with these slots: it may be in force."""
+    last = _last_event(session, exchange_id, "slots_proposed")
+    return (
+        last is not None
+        and last.detail.get("by") == REQUESTER
+        and last.detail.get("slots") == [s.start for s in proposal.slots]
+    )
+
+
+def pick_recorded(session: Session, exchange_id: int, pick: SlotPick) -> bool:
+    """The latest meeting recorded starts at the picked slot: the pick may be in force."""
+    last = _last_event(session, exchange_id, "meeting_scheduled")
+    return last is not None and _same_instant(str(last.detail.get("start")), pick.start)
 
 
 def slot_proposal(body: ProposalBody, actor: Actor, horizon_days: int) -> SlotProposal:

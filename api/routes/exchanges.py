@@ -1,7 +1,8 @@
 """Exchanges: create, list, read, and every human decision of the lifecycle."""
 
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Query, status
 from sqlalchemy import Engine
@@ -21,20 +22,28 @@ from api.deps import (
 from ce4big.catalogue.matching import rank_candidates
 from ce4big.db import run_in_session
 from ce4big.decisions import (
+    ALREADY_DECIDED,
+    FINAL_VERDICTS,
     InForce,
     VettingRecord,
     actor_for_user,
     amendment_in_force,
+    amendment_recorded,
     host_review_in_force,
+    host_review_recorded,
     last_vetting_record,
     note_host_decision,
     pick_in_force,
+    pick_recorded,
     proposal_in_force,
+    proposal_recorded,
     query_state,
     send_decision,
     shortlist_in_force,
+    shortlist_recorded,
     slot_proposal,
     vetting_in_force,
+    vetting_recorded,
 )
 from ce4big.domain import Role, Stage
 from ce4big.errors import Forbidden, Invalid
@@ -86,6 +95,8 @@ from ce4big.schemas import (
 )
 from ce4big.settings import Settings
 from ce4big.visibility import visible_exchanges
+
+T = TypeVar("T")
 
 router = APIRouter(
     prefix="/exchanges", tags=["exchanges"], responses=error_responses(401, 422, 503)
@@ -312,6 +323,8 @@ async def _decide(
     argument: Any,
     in_force: InForce | None = None,
 ) -> DecisionPublic:
+    """`in_force` only for a decision that the read model shows recorded (ce4big/decisions.py):
+    a first decision goes straight to its Update."""
     assert exchange.id is not None
     result = await send_decision(
         client=client,
@@ -322,6 +335,17 @@ async def _decide(
         in_force=in_force,
     )
     return DecisionPublic(exchange_id=exchange.id, stage=result.stage, detail=result.detail)
+
+
+async def _recorded(
+    engine: Engine,
+    exchange: Exchange,
+    recorded: Callable[[Session, int, T], bool],
+    decision: T,
+) -> bool:
+    exchange_id = exchange.id
+    assert exchange_id is not None
+    return await run_in_session(engine, lambda session: recorded(session, exchange_id, decision))
 
 
 async def _last_vetting_record(engine: Engine, exchange: Exchange) -> VettingRecord | None:
@@ -340,7 +364,15 @@ async def vet_exchange(
     user: CurrentUser,
 ) -> DecisionPublic:
     decision = VettingDecision(actor_for_user(user), body.decision, body.note)
-    in_force = vetting_in_force(decision, await _last_vetting_record(engine, exchange))
+    last = await _last_vetting_record(engine, exchange)
+    if not vetting_recorded(decision, last):
+        return await _decide(client, settings, exchange, "vet", decision)
+    if decision.decision in FINAL_VERDICTS:
+        assert exchange.id is not None
+        return DecisionPublic(
+            exchange_id=exchange.id, stage=exchange.status, detail=ALREADY_DECIDED
+        )
+    in_force = vetting_in_force(decision, last)
     return await _decide(client, settings, exchange, "vet", decision, in_force)
 
 
@@ -355,11 +387,11 @@ async def amend_exchange(
 ) -> DecisionPublic:
     _require_requester(user, exchange)
     amendment = Amendment(actor_for_user(user), body.note, body.title, body.description)
-    in_force = amendment_in_force(
-        amendment,
-        await _last_vetting_record(engine, exchange),
-        title=exchange.title,
-        description=exchange.description,
+    last = await _last_vetting_record(engine, exchange)
+    in_force = (
+        amendment_in_force(amendment, last, title=exchange.title, description=exchange.description)
+        if amendment_recorded(amendment, last)
+        else None
     )
     result = await _decide(client, settings, exchange, "amend", amendment, in_force)
     # The workflow accepted the amendment (or this very one again, while the amended request
@@ -381,6 +413,7 @@ async def amend_exchange(
 async def set_shortlist(
     body: ShortlistBody,
     exchange: ExchangeDep,
+    engine: EngineDep,
     client: TemporalDep,
     settings: SettingsDep,
     user: CurrentUser,
@@ -390,9 +423,9 @@ async def set_shortlist(
     if user.role != Role.BROKER or user.cluster_id != exchange.home_cluster:
         raise Forbidden("only a broker of the requester's cluster sets the shortlist")
     decision = ShortlistDecision(actor_for_user(user), list(body.organisation_ids))
-    return await _decide(
-        client, settings, exchange, "set_shortlist", decision, shortlist_in_force(decision)
-    )
+    recorded = await _recorded(engine, exchange, shortlist_recorded, decision)
+    in_force = shortlist_in_force(decision) if recorded else None
+    return await _decide(client, settings, exchange, "set_shortlist", decision, in_force)
 
 
 @router.post("/{exchange_id}/host-review", dependencies=[DecisionLimit], responses=DECISION)
@@ -414,9 +447,9 @@ async def host_review(
     decision = HostReviewDecision(
         actor_for_user(user), body.organisation_id, body.decision, body.note
     )
-    result = await _decide(
-        client, settings, exchange, "host_review", decision, host_review_in_force(decision)
-    )
+    recorded = await _recorded(engine, exchange, host_review_recorded, decision)
+    in_force = host_review_in_force(decision) if recorded else None
+    result = await _decide(client, settings, exchange, "host_review", decision, in_force)
     exchange_id = exchange.id
     assert exchange_id is not None
     await run_in_session(
@@ -435,28 +468,32 @@ async def host_review(
 async def propose_slots(
     body: ProposalBody,
     exchange: ExchangeDep,
+    engine: EngineDep,
     client: TemporalDep,
     settings: SettingsDep,
     user: CurrentUser,
 ) -> DecisionPublic:
     _require_requester(user, exchange)
     proposal = slot_proposal(body, actor_for_user(user), settings.slot_horizon_days)
-    return await _decide(
-        client, settings, exchange, "propose_slots", proposal, proposal_in_force(proposal)
-    )
+    recorded = await _recorded(engine, exchange, proposal_recorded, proposal)
+    in_force = proposal_in_force(proposal) if recorded else None
+    return await _decide(client, settings, exchange, "propose_slots", proposal, in_force)
 
 
 @router.post("/{exchange_id}/meeting/pick", dependencies=[DecisionLimit], responses=DECISION)
 async def pick_slot(
     body: PickBody,
     exchange: ExchangeDep,
+    engine: EngineDep,
     client: TemporalDep,
     settings: SettingsDep,
     user: CurrentUser,
 ) -> DecisionPublic:
     _require_requester(user, exchange)
     pick = SlotPick(actor_for_user(user), body.start.isoformat())
-    return await _decide(client, settings, exchange, "pick_slot", pick, pick_in_force(pick))
+    recorded = await _recorded(engine, exchange, pick_recorded, pick)
+    in_force = pick_in_force(pick) if recorded else None
+    return await _decide(client, settings, exchange, "pick_slot", pick, in_force)
 
 
 @router.post("/{exchange_id}/meeting/cancel", dependencies=[DecisionLimit], responses=DECISION)

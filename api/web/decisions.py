@@ -300,6 +300,7 @@ async def shortlist(
             await set_shortlist(
                 body=body,
                 exchange=facts.exchange,
+                engine=engine,
                 client=client,
                 settings=settings,
                 user=visitor.user,

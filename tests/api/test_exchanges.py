@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
@@ -575,6 +575,44 @@ class TestRepeatsAndLimits:
 
         assert {(r.status_code, r.json()["detail"]) for r in repeats} == {(200, "already decided")}
         assert await updates() == before
+
+    async def test_a_first_decision_goes_to_the_workflow_without_asking_its_state(
+        self, world: World, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        exchange_id = await world.create()
+        await until_stage(world, exchange_id, "vetting")
+        asked: list[str] = []
+        query = WorkflowHandle.query
+
+        async def counted(
+            handle: WorkflowHandle[Any, Any], name: Any, *args: Any, **kw: Any
+        ) -> Any:
+            asked.append(str(name))
+            return await query(handle, name, *args, **kw)
+
+        monkeypatch.setattr(WorkflowHandle, "query", counted)
+        path = f"/api/v1/exchanges/{exchange_id}/vetting"
+        first = await world.post("broker", path, {"decision": "approve"})
+        assert first.status_code == 200 and first.json()["detail"] == ""
+        assert asked == []
+
+        def recorded() -> bool:
+            with Session(world.engine) as session:
+                return (
+                    session.exec(
+                        select(ExchangeEvent).where(
+                            ExchangeEvent.exchange_id == exchange_id,
+                            ExchangeEvent.kind == "vetting_approve",
+                        )
+                    ).first()
+                    is not None
+                )
+
+        await eventually(recorded, what="the approval recorded")
+        # An approval recorded as the latest verdict is final: SQL answers the repeat.
+        again = await world.post("broker", path, {"decision": "approve"})
+        assert again.status_code == 200 and again.json()["detail"] == "already decided"
+        assert asked == []
 
     async def test_decisions_beyond_the_limit_get_429_with_retry_after(
         self, db: Engine, time_skipping_env: WorkflowEnvironment

@@ -1,23 +1,30 @@
 """Decisions sent to the workflow: bounded in time, and answered without an Update when the
-live state shows the very decision in force."""
+live state shows the very decision in force; the read model says when to ask it."""
 
 import asyncio
 import time
 from typing import Any, cast
 
 import pytest
+from sqlmodel import Session
 from temporalio.client import Client
 
 from ce4big.decisions import (
     ALREADY_DECIDED,
     VettingRecord,
     amendment_in_force,
+    amendment_recorded,
     host_review_in_force,
+    host_review_recorded,
     pick_in_force,
+    pick_recorded,
     proposal_in_force,
+    proposal_recorded,
     send_decision,
     shortlist_in_force,
+    shortlist_recorded,
     vetting_in_force,
+    vetting_recorded,
 )
 from ce4big.domain import HostVerdict, MeetingMode, Stage, VettingVerdict
 from ce4big.errors import Busy
@@ -32,6 +39,8 @@ from ce4big.lifecycle import (
     SlotProposal,
     VettingDecision,
 )
+from ce4big.models import ExchangeCandidate, ExchangeEvent
+from tests.exchange_world import PARTNER_ID, add_world
 
 BROKER = Actor("broker@biowin.example", "broker", 2, "biowin")
 SME = Actor("anna@bw.example", "sme", 1, "biowin", "bw-sme")
@@ -152,3 +161,61 @@ class TestInForce:
             {**state, "meeting": {**state["meeting"], "status": "rescheduling"}}
         )
         assert not pick_in_force(SlotPick(SME, SLOT.end))(state)
+
+
+class TestRecorded:
+    """Whether the read model shows a decision recorded: only then is the live state asked."""
+
+    def test_the_latest_vetting_record(self) -> None:
+        approve = VettingDecision(BROKER, VettingVerdict.APPROVE)
+        assert vetting_recorded(approve, VettingRecord("vetting_approve", BROKER.email, ""))
+        assert not vetting_recorded(approve, None)
+        assert not vetting_recorded(approve, VettingRecord("amended", SME.email, ""))
+        amendment = Amendment(SME, "assays named")
+        assert amendment_recorded(amendment, VettingRecord("amended", SME.email, "assays named"))
+        assert not amendment_recorded(amendment, VettingRecord("amended", SME.email, "other"))
+
+    def test_the_latest_shortlist_proposal_and_meeting(self, session: Session) -> None:
+        exchange_id = add_world(session).exchange_id
+        shortlist = ShortlistDecision(BROKER, ["bm-cro", "kr-cro"])
+        proposal = SlotProposal(SME, [SLOT], "Europe/Brussels", MeetingMode.VIDEO, "")
+        pick = SlotPick(SME, "2026-04-01T07:00:00+00:00")
+        assert not shortlist_recorded(session, exchange_id, shortlist)
+        assert not proposal_recorded(session, exchange_id, proposal)
+        assert not pick_recorded(session, exchange_id, pick)
+        for number, (kind, detail) in enumerate(
+            [
+                ("shortlisted", {"organisation_ids": ["bm-cro", "kr-cro"]}),
+                ("slots_proposed", {"by": "requester", "round": 1, "slots": [SLOT.start]}),
+                ("meeting_scheduled", {"start": SLOT.start, "end": SLOT.end, "sequence": 0}),
+            ]
+        ):
+            session.add(
+                ExchangeEvent(
+                    exchange_id=exchange_id, event_key=f"e-{number}", kind=kind, detail=detail
+                )
+            )
+        session.flush()
+        assert shortlist_recorded(session, exchange_id, shortlist)
+        assert not shortlist_recorded(session, exchange_id, ShortlistDecision(BROKER, ["kr-cro"]))
+        assert proposal_recorded(session, exchange_id, proposal)
+        later = SlotData("2026-04-02T09:00:00+02:00", "2026-04-02T10:00:00+02:00")
+        assert not proposal_recorded(session, exchange_id, SlotProposal(SME, [later], "UTC"))
+        assert pick_recorded(session, exchange_id, pick)
+        assert not pick_recorded(session, exchange_id, SlotPick(SME, SLOT.end))
+
+    def test_a_host_review_on_the_candidates_row(self, session: Session) -> None:
+        exchange_id = add_world(session).exchange_id
+        endorse = HostReviewDecision(BROKER, PARTNER_ID, HostVerdict.ENDORSE)
+        candidate = ExchangeCandidate(
+            exchange_id=exchange_id, organisation_id=PARTNER_ID, rank=1, score=0.9
+        )
+        session.add(candidate)
+        session.flush()
+        assert not host_review_recorded(session, exchange_id, endorse)
+        candidate.host_decision = "endorsed"
+        session.add(candidate)
+        session.flush()
+        assert host_review_recorded(session, exchange_id, endorse)
+        veto = HostReviewDecision(BROKER, PARTNER_ID, HostVerdict.VETO)
+        assert not host_review_recorded(session, exchange_id, veto)

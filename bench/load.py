@@ -161,6 +161,10 @@ class Sampler:
     def now(self) -> dict[str, int]:
         return {name: group_usage(*pids)[1] for name, pids in self._groups().items()}
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds of each group so far."""
+        return {name: group_usage(*pids)[0] for name, pids in self._groups().items()}
+
     async def _run(self) -> None:
         while True:
             for name, rss in (await asyncio.to_thread(self.now)).items():
@@ -405,6 +409,7 @@ class Load:
         calls = Calls()
         self._sampler.reset()
         shortlists = self._mailbox.kinds["shortlist_needed"]
+        cpu = self._sampler.cpu()
         started = time.perf_counter()
         answered: list[float] = []
 
@@ -419,7 +424,11 @@ class Load:
             )
             answered.append(time.perf_counter() - started)
 
-        deciding = asyncio.gather(*(one(i) for i in ids))
+        async def every_answer() -> dict[str, float]:
+            await asyncio.gather(*(one(i) for i in ids))
+            return self._sampler.cpu()
+
+        deciding = asyncio.create_task(every_answer())
 
         async def recorded() -> tuple[int, int]:
             return await asyncio.to_thread(events_of, self._engine, "vetting_approve", ids), len(
@@ -437,7 +446,8 @@ class Load:
         await wait_for("matchings done", matched, DRAIN_SECONDS, self._processes)
         # From the first approval sent, as the recorded figure.
         drained_seconds = time.perf_counter() - started
-        await deciding
+        drained_cpu = self._sampler.cpu()
+        answered_cpu = await deciding
         a50, a95 = p50_p95_ms(calls.seconds)
         result = {
             "decided": len(ids),
@@ -447,9 +457,17 @@ class Load:
             "recorded_s": round(recorded_seconds, 2),
             "drained_s": round(drained_seconds, 2),
             "worker_rss_peak_mb": round(self._sampler.peaks.get("workers", 0) / MB, 1),
+            # CPU seconds of each process group until every answer, and until the drain.
+            "answered_cpu_s": {k: round(v - cpu[k], 1) for k, v in answered_cpu.items()},
+            "drained_cpu_s": {k: round(v - cpu[k], 1) for k, v in drained_cpu.items()},
             "errors": dict(calls.errors),
             "lost": calls.lost,
         }
+        print(
+            f"  CPU seconds until every answer {result['answered_cpu_s']}, until drained "
+            f"{result['drained_cpu_s']}",
+            flush=True,
+        )
         print(
             f"  every answer in {result['answered_s']} s (p50 {a50:.0f} ms, p95 {a95:.0f} ms), "
             f"every approval recorded in {result['recorded_s']} s, every matching done (candidates "

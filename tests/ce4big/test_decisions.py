@@ -183,13 +183,12 @@ class TestRecorded:
         assert not shortlist_recorded(session, exchange_id, shortlist)
         assert not proposal_recorded(session, exchange_id, proposal)
         assert not pick_recorded(session, exchange_id, pick)
-        for number, (kind, detail) in enumerate(
-            [
-                ("shortlisted", {"organisation_ids": ["bm-cro", "kr-cro"]}),
-                ("slots_proposed", {"by": "requester", "round": 1, "slots": [SLOT.start]}),
-                ("meeting_scheduled", {"start": SLOT.start, "end": SLOT.end, "sequence": 0}),
-            ]
-        ):
+        recorded: list[tuple[str, dict[str, Any]]] = [
+            ("shortlisted", {"organisation_ids": ["bm-cro", "kr-cro"]}),
+            ("slots_proposed", {"by": "requester", "round": 1, "slots": [SLOT.start]}),
+            ("meeting_scheduled", {"start": SLOT.start, "end": SLOT.end, "sequence": 0}),
+        ]
+        for number, (kind, detail) in enumerate(recorded):
             session.add(
                 ExchangeEvent(
                     exchange_id=exchange_id, event_key=f"e-{number}", kind=kind, detail=detail

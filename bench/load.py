@@ -50,6 +50,7 @@ from sqlmodel import Session, col, select  # noqa: E402
 
 from bench.drive import HOME_BROKER, REQUEST, SME, seed  # noqa: E402
 from bench.stack import (  # noqa: E402
+    KEEPALIVE_SECONDS,
     MailServer,
     ProductProcesses,
     TemporalServer,
@@ -273,6 +274,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 limits=httpx.Limits(
                     max_connections=max(args.decide, args.concurrency),
                     max_keepalive_connections=max(args.decide, args.concurrency),
+                    keepalive_expiry=KEEPALIVE_SECONDS,
                 ),
             )
         )

@@ -40,6 +40,9 @@ from cli.devstack import temporal_sqlite_arguments
 
 START_SECONDS = 90.0
 STOP_SECONDS = 15.0
+# How long a client keeps an idle connection to `ce4big api`: below uvicorn's 5 s, so that a
+# connection the server is closing as idle is not reused (a ReadError no answer caused).
+KEEPALIVE_SECONDS = 4.0
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 

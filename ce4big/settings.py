@@ -83,11 +83,15 @@ class Settings(BaseSettings):
     web_processes: int = Field(1, ge=1, le=64)
     worker_processes: int = Field(1, ge=1, le=64)
     # Each worker process. An activity holds at most one database connection (its thread's),
-    # so as many run at once as the pool holds (DB_POOL_SIZE + DB_MAX_OVERFLOW); the others
-    # are the SDK's defaults. The SDK needs two or more pollers and workflow tasks with a cache.
+    # so as many run at once as the pool holds (DB_POOL_SIZE + DB_MAX_OVERFLOW). Workflow tasks
+    # are Python under one interpreter lock: more than a few at once only make each longer (at
+    # the SDK's 100, a burst's tasks ran past 5 s and their replays doubled the CPU). The cache
+    # holds the open exchanges a worker keeps in memory, about 170 KB each: 4,000 of them stay
+    # within 1 GB; one that left it is replayed at its next task. The pollers are the SDK's
+    # defaults; the SDK needs two or more pollers and workflow tasks with a cache.
     worker_max_concurrent_activities: int = Field(40, ge=1)
-    worker_max_concurrent_workflow_tasks: int = Field(100, ge=2)
-    worker_max_cached_workflows: int = Field(1000, ge=0)
+    worker_max_concurrent_workflow_tasks: int = Field(8, ge=2)
+    worker_max_cached_workflows: int = Field(4000, ge=0)
     worker_workflow_task_pollers: int = Field(5, ge=2)
     worker_activity_task_pollers: int = Field(5, ge=1)
 

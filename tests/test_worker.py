@@ -47,8 +47,8 @@ class TestBuildWorker:
         config = _config(dev_server_env, 40)
 
         assert config["max_concurrent_activities"] == 40
-        assert config["max_concurrent_workflow_tasks"] == 100
-        assert config["max_cached_workflows"] == 1000
+        assert config["max_concurrent_workflow_tasks"] == 8
+        assert config["max_cached_workflows"] == 4000
         assert config["workflow_task_poller_behavior"] == PollerBehaviorSimpleMaximum(5)
         assert config["activity_task_poller_behavior"] == PollerBehaviorSimpleMaximum(5)
 

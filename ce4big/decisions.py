@@ -7,10 +7,13 @@ history, which is finite. The read model (SQL) says first whether the decision m
 only then is the workflow's live state asked (a query is a workflow task, a replay for a
 workflow out of the worker's cache), and an approval or a rejection recorded as the latest
 verdict, which nothing can undo, is answered from SQL alone. Any other decision goes straight
-to its Update, whose validator acknowledges an identical repeat that SQL did not show yet.
+to its Update, whose validator acknowledges an identical repeat that SQL did not show yet. The
+same decision sent again while its Update is in flight (a client retrying after a 503, a double
+click) waits for that Update's answer instead of queueing another one behind it.
 """
 
 import asyncio
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -51,6 +54,8 @@ from ce4big.schemas import ProposalBody, normalise_slots
 # TEMPORAL_TIMEOUT_SECONDS's default, for callers that have no settings at hand.
 DEFAULT_TIMEOUT_SECONDS = 10.0
 BUSY_RETRY_AFTER_SECONDS = 5
+# How long an Update that its caller gave up on is still waited for, for a retry to join it.
+IN_FLIGHT_SECONDS = 300.0
 ALREADY_DECIDED = "already decided"
 
 REFUSALS: dict[str, type[AppError]] = {
@@ -118,14 +123,11 @@ async def send_decision(
         state = await _live_state(handle, deadline)
         if state is not None and in_force(state):
             return DecisionResult(stage=Stage(state["stage"]), detail=ALREADY_DECIDED)
+    in_flight = _in_flight(client, workflow_id, update, argument)
     try:
-        result: DecisionResult = await _bounded(
-            lambda rpc_timeout: handle.execute_update(
-                update, argument, result_type=DecisionResult, rpc_timeout=rpc_timeout
-            ),
-            deadline,
-        )
-    except _TimedOut:
+        remaining = max(0.001, deadline - asyncio.get_running_loop().time())
+        result = await asyncio.wait_for(asyncio.shield(in_flight), remaining)
+    except (TimeoutError, _TimedOut):
         raise _busy() from None
     except WorkflowUpdateFailedError as err:
         cause = err.cause
@@ -140,6 +142,45 @@ async def send_decision(
         # workflow task): the caller may retry later, nothing was decided.
         raise Unavailable(f"the exchange cannot take decisions right now: {err.message}") from None
     return result
+
+
+# Updates sent and not answered yet, by Temporal client and decision. Only while in flight:
+# once answered, the same words go to the workflow again, whose validator tells a repeat from a
+# new decision; a retry that joins an Update in flight is the same request twice.
+_IN_FLIGHT: weakref.WeakKeyDictionary[Client, dict[str, asyncio.Task[DecisionResult]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _in_flight(
+    client: Client, workflow_id: str, update: str, argument: Any
+) -> asyncio.Task[DecisionResult]:
+    """The Update of this very decision still in flight, or a new one, waited for up to
+    IN_FLIGHT_SECONDS whether or not its caller still waits."""
+    loop = asyncio.get_running_loop()
+    flights = _IN_FLIGHT.setdefault(client, {})
+    key = f"{workflow_id}\0{update}\0{argument!r}"
+    task = flights.get(key)
+    if task is not None:
+        return task
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
+    call = _bounded(
+        lambda rpc_timeout: handle.execute_update(
+            update, argument, result_type=DecisionResult, rpc_timeout=rpc_timeout
+        ),
+        loop.time() + IN_FLIGHT_SECONDS,
+    )
+    task = loop.create_task(call)
+    flights[key] = task
+
+    def landed(done: asyncio.Task[DecisionResult]) -> None:
+        flights.pop(key, None)
+        # Retrieved here: every caller may have given up on it.
+        if not done.cancelled():
+            done.exception()
+
+    task.add_done_callback(landed)
+    return task
 
 
 async def _live_state(handle: WorkflowHandle[Any, Any], deadline: float) -> dict[str, Any] | None:

@@ -97,6 +97,21 @@ class TestSendDecision:
         assert time.monotonic() - started < 2
         assert busy.value.status_code == 503 and busy.value.headers()["Retry-After"]
 
+    async def test_the_same_decision_again_while_in_flight_joins_its_update(self) -> None:
+        workflow = Workflow({"stage": "vetting"}, delay=0.3)
+        first, second = await asyncio.gather(decide(workflow), decide(workflow))
+        assert first == second and workflow.updates == ["vet"]
+
+    async def test_a_retry_after_busy_waits_for_the_first_update(self) -> None:
+        workflow = Workflow({"stage": "vetting"}, delay=0.5)
+        with pytest.raises(Busy):
+            await decide(workflow, wait_seconds=0.1)
+        result = await decide(workflow, wait_seconds=5)
+        assert result.stage == Stage.MATCHING and workflow.updates == ["vet"]
+        # Answered: the same words now go to the workflow again, whose validator decides.
+        await decide(workflow)
+        assert workflow.updates == ["vet", "vet"]
+
 
 def vetting(stage: str) -> dict[str, Any]:
     return {"stage": stage}

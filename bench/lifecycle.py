@@ -326,6 +326,12 @@ class Level:
     def latencies(self, step: str | None = None) -> list[float]:
         return [s for life in self.done for name, s in life.latencies if step in (None, name)]
 
+    @property
+    def cpu_per_exchange(self) -> float:
+        """CPU seconds of every measured process per completed lifecycle (PostgreSQL's own
+        processes not counted)."""
+        return (self.cpu + sum(self.usage.values())) / len(self.done) if self.done else 0.0
+
 
 async def run_level(
     lifecycle: Callable[[int], Awaitable[Lifecycle]], numbers: range, concurrency: int
@@ -692,6 +698,15 @@ def level_row(product: Level, floor: Level) -> dict[str, Any]:
             **{k: round(v / floor.wall, 3) for k, v in floor.usage.items()},
         },
         "links_busy": round(product.link_held / product.wall, 3),
+        "cpu_s_per_exchange": round(product.cpu_per_exchange, 3),
+        "floor_cpu_s_per_exchange": round(floor.cpu_per_exchange, 3),
+        # The most this machine's cores allow the product, as a share of the floor's rate, had
+        # every core nothing else to do: cores / (CPU-s per exchange) / floor rate.
+        "ratio_ceiling": round(
+            min(1.0, (os.cpu_count() or 1) / product.cpu_per_exchange / floor.per_second), 3
+        )
+        if product.cpu_per_exchange and floor.per_second
+        else None,
         "goal_met": failed == 0 and ratio >= GOAL_RATIO and p95_factor <= GOAL_P95_FACTOR,
     }
 
@@ -758,6 +773,17 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
             + ")"
         )
     )
+    print(
+        f"\nCPU seconds per complete exchange, every measured process ({os.cpu_count()} cores; "
+        "the ceiling is the product's rate with every core busy on it, over the floor's rate):"
+    )
+    for label, rows in tables.items():
+        for row in rows:
+            print(
+                f"  {label} concurrency {row['concurrency']:3d}: product "
+                f"{row['cpu_s_per_exchange']:.2f}, floor {row['floor_cpu_s_per_exchange']:.2f}; "
+                f"ratio {row['ratio']:.2f}, ceiling {row['ratio_ceiling'] or 0:.2f}"
+            )
     steps = ("vet", "shortlist", "host_review", "accept", "propose", "pick", "survey")
     for config in configs:
         levels = results[config.label]

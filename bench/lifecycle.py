@@ -80,11 +80,11 @@ from bench.drive import (  # noqa: E402
 )
 from bench.lifecycle_floor import FloorActivities, FloorInput, FloorWorkflow  # noqa: E402
 from bench.stack import (  # noqa: E402
-    KEEPALIVE_SECONDS,
     MailServer,
     ProductProcesses,
     TemporalServer,
     app_database,
+    connection_limits,
     free_port,
     group_usage,
     p50_p95_ms,
@@ -547,11 +547,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             httpx.AsyncClient(
                 base_url=settings.base_url,
                 timeout=STEP_TIMEOUT,
-                limits=httpx.Limits(
-                    max_connections=128,
-                    max_keepalive_connections=128,
-                    keepalive_expiry=KEEPALIVE_SECONDS,
-                ),
+                limits=connection_limits(128),
             )
         )
 

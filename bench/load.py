@@ -50,11 +50,11 @@ from sqlmodel import Session, col, select  # noqa: E402
 
 from bench.drive import HOME_BROKER, REQUEST, SME, seed  # noqa: E402
 from bench.stack import (  # noqa: E402
-    KEEPALIVE_SECONDS,
     MailServer,
     ProductProcesses,
     TemporalServer,
     app_database,
+    connection_limits,
     database_bytes,
     free_port,
     group_usage,
@@ -271,11 +271,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             httpx.AsyncClient(
                 base_url=settings.base_url,
                 timeout=REQUEST_TIMEOUT,
-                limits=httpx.Limits(
-                    max_connections=max(args.decide, args.concurrency),
-                    max_keepalive_connections=max(args.decide, args.concurrency),
-                    keepalive_expiry=KEEPALIVE_SECONDS,
-                ),
+                limits=connection_limits(max(args.decide, args.concurrency)),
             )
         )
         measured = Load(args, http, tokens, engine, mailbox, processes, temporal, sampler, idle)

@@ -46,6 +46,16 @@ KEEPALIVE_SECONDS = 4.0
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
+def connection_limits(connections: int) -> httpx.Limits:
+    """A client's limits towards `ce4big api`: `connections` at once, all of them kept while
+    idle for KEEPALIVE_SECONDS."""
+    return httpx.Limits(
+        max_connections=connections,
+        max_keepalive_connections=connections,
+        keepalive_expiry=KEEPALIVE_SECONDS,
+    )
+
+
 class MissingError(Exception):
     """Something the run needs is not there: said in one line (a benchmark exits 2)."""
 

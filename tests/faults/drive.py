@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from bench.drive import SME, Delivery, Mailbox, Path, People, StepFailed, Trip
-from bench.stack import KEEPALIVE_SECONDS
+from bench.stack import connection_limits
 
 # How long one step may take: a fault holds exchanges up, e.g. a killed worker's activities
 # until their start-to-close timeout (two minutes for e-mail) has passed.
@@ -77,11 +77,7 @@ class Driver(People[Plan]):
         http = httpx.AsyncClient(
             base_url=base_url,
             timeout=HTTP_SECONDS,
-            limits=httpx.Limits(
-                max_connections=64,
-                max_keepalive_connections=64,
-                keepalive_expiry=KEEPALIVE_SECONDS,
-            ),
+            limits=connection_limits(64),
         )
         super().__init__(http, tokens, mailbox)
         self._gate = gate

@@ -229,18 +229,27 @@ class VettingRecord:
     actor: str
     note: str
 
+    def records(self, kind: str, actor: Actor, note: str) -> bool:
+        """This record is of `kind`, by `actor`, with `note`."""
+        return (self.kind, self.actor, self.note) == (kind, actor.email, note)
+
 
 VETTING_KINDS = (*(f"vetting_{v.value}" for v in VettingVerdict), "amended")
 # Verdicts that end vetting for good (no amendment follows them): recorded as the latest, in force.
 FINAL_VERDICTS = frozenset({VettingVerdict.APPROVE, VettingVerdict.REJECT})
 
 
-def last_vetting_record(session: Session, exchange_id: int) -> VettingRecord | None:
-    event = session.exec(
+def _last_event(session: Session, exchange_id: int, *kinds: str) -> ExchangeEvent | None:
+    """The latest event of one of `kinds` recorded on the exchange."""
+    return session.exec(
         select(ExchangeEvent)
-        .where(ExchangeEvent.exchange_id == exchange_id, col(ExchangeEvent.kind).in_(VETTING_KINDS))
+        .where(ExchangeEvent.exchange_id == exchange_id, col(ExchangeEvent.kind).in_(kinds))
         .order_by(col(ExchangeEvent.at).desc(), col(ExchangeEvent.id).desc())
     ).first()
+
+
+def last_vetting_record(session: Session, exchange_id: int) -> VettingRecord | None:
+    event = _last_event(session, exchange_id, *VETTING_KINDS)
     if event is None:
         return None
     return VettingRecord(event.kind, event.actor, str((event.detail or {}).get("note") or ""))
@@ -248,11 +257,8 @@ def last_vetting_record(session: Session, exchange_id: int) -> VettingRecord | N
 
 def vetting_recorded(decision: VettingDecision, last: VettingRecord | None) -> bool:
     """The verdict is the latest recorded: it may be in force."""
-    return (
-        last is not None
-        and last.kind == f"vetting_{decision.decision}"
-        and last.actor == decision.actor.email
-        and last.note == decision.note
+    return last is not None and last.records(
+        f"vetting_{decision.decision}", decision.actor, decision.note
     )
 
 
@@ -285,12 +291,7 @@ def amendment_in_force(
 
 def amendment_recorded(amendment: Amendment, last: VettingRecord | None) -> bool:
     """The amendment is the latest recorded: it may be in force."""
-    return (
-        last is not None
-        and last.kind == "amended"
-        and last.actor == amendment.actor.email
-        and last.note == amendment.note
-    )
+    return last is not None and last.records("amended", amendment.actor, amendment.note)
 
 
 def shortlist_in_force(decision: ShortlistDecision) -> InForce:
@@ -353,14 +354,6 @@ def _same_instant(a: str, b: str) -> bool:
         return datetime.fromisoformat(a) == datetime.fromisoformat(b)
     except ValueError:
         return False
-
-
-def _last_event(session: Session, exchange_id: int, kind: str) -> ExchangeEvent | None:
-    return session.exec(
-        select(ExchangeEvent)
-        .where(ExchangeEvent.exchange_id == exchange_id, ExchangeEvent.kind == kind)
-        .order_by(col(ExchangeEvent.at).desc(), col(ExchangeEvent.id).desc())
-    ).first()
 
 
 def shortlist_recorded(session: Session, exchange_id: int, decision: ShortlistDecision) -> bool:

@@ -25,7 +25,6 @@ from ce4big.decisions import (
     ALREADY_DECIDED,
     FINAL_VERDICTS,
     InForce,
-    VettingRecord,
     actor_for_user,
     amendment_in_force,
     amendment_recorded,
@@ -337,21 +336,20 @@ async def _decide(
     return DecisionPublic(exchange_id=exchange.id, stage=result.stage, detail=result.detail)
 
 
+async def _read(engine: Engine, exchange: Exchange, query: Callable[[Session, int], T]) -> T:
+    """`query` of the read model for this exchange, in a session of its own."""
+    exchange_id = exchange.id
+    assert exchange_id is not None
+    return await run_in_session(engine, lambda session: query(session, exchange_id))
+
+
 async def _recorded(
     engine: Engine,
     exchange: Exchange,
     recorded: Callable[[Session, int, T], bool],
     decision: T,
 ) -> bool:
-    exchange_id = exchange.id
-    assert exchange_id is not None
-    return await run_in_session(engine, lambda session: recorded(session, exchange_id, decision))
-
-
-async def _last_vetting_record(engine: Engine, exchange: Exchange) -> VettingRecord | None:
-    exchange_id = exchange.id
-    assert exchange_id is not None
-    return await run_in_session(engine, lambda session: last_vetting_record(session, exchange_id))
+    return await _read(engine, exchange, lambda session, id_: recorded(session, id_, decision))
 
 
 @router.post("/{exchange_id}/vetting", dependencies=[DecisionLimit], responses=DECISION)
@@ -364,7 +362,7 @@ async def vet_exchange(
     user: CurrentUser,
 ) -> DecisionPublic:
     decision = VettingDecision(actor_for_user(user), body.decision, body.note)
-    last = await _last_vetting_record(engine, exchange)
+    last = await _read(engine, exchange, last_vetting_record)
     if not vetting_recorded(decision, last):
         return await _decide(client, settings, exchange, "vet", decision)
     if decision.decision in FINAL_VERDICTS:
@@ -387,7 +385,7 @@ async def amend_exchange(
 ) -> DecisionPublic:
     _require_requester(user, exchange)
     amendment = Amendment(actor_for_user(user), body.note, body.title, body.description)
-    last = await _last_vetting_record(engine, exchange)
+    last = await _read(engine, exchange, last_vetting_record)
     in_force = (
         amendment_in_force(amendment, last, title=exchange.title, description=exchange.description)
         if amendment_recorded(amendment, last)

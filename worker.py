@@ -12,7 +12,12 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 from temporalio.client import Client
-from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker import (
+    PollerBehaviorSimpleMaximum,
+    UnsandboxedWorkflowRunner,
+    Worker,
+    WorkflowRunner,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows
@@ -75,9 +80,20 @@ def build_worker(
             settings.worker_activity_task_pollers
         ),
         graceful_shutdown_timeout=timedelta(seconds=10),
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
-        ),
+        workflow_runner=workflow_runner(settings),
+    )
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """The sandbox, unless WORKER_WORKFLOW_SANDBOX turns it off: it re-imports each workflow
+    definition for every workflow it loads and enters itself again for every payload it converts
+    (a fifth of a worker's CPU in a burst of decisions, measured with py-spy on bench/load.py).
+    Off, nothing checks determinism at run time: the workflow tests' own workers and the replay
+    test still do."""
+    if not settings.worker_workflow_sandbox:
+        return UnsandboxedWorkflowRunner()
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
     )
 
 

@@ -4,7 +4,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import PollerBehaviorSimpleMaximum
+from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from ce4big.db import make_engine
 from tests.conftest import make_settings
@@ -33,6 +34,7 @@ class TestBuildWorker:
             worker_max_cached_workflows=50,
             worker_workflow_task_pollers=3,
             worker_activity_task_pollers=2,
+            worker_workflow_sandbox=False,
         )
 
         assert config["max_concurrent_activities"] == 12
@@ -40,6 +42,7 @@ class TestBuildWorker:
         assert config["max_cached_workflows"] == 50
         assert config["workflow_task_poller_behavior"] == PollerBehaviorSimpleMaximum(3)
         assert config["activity_task_poller_behavior"] == PollerBehaviorSimpleMaximum(2)
+        assert isinstance(config["workflow_runner"], UnsandboxedWorkflowRunner)
 
     async def test_the_defaults_are_the_documented_ones(
         self, dev_server_env: WorkflowEnvironment
@@ -51,6 +54,7 @@ class TestBuildWorker:
         assert config["max_cached_workflows"] == 4000
         assert config["workflow_task_poller_behavior"] == PollerBehaviorSimpleMaximum(5)
         assert config["activity_task_poller_behavior"] == PollerBehaviorSimpleMaximum(5)
+        assert isinstance(config["workflow_runner"], SandboxedWorkflowRunner)
 
     async def test_an_executor_with_fewer_threads_bounds_the_activities(
         self, dev_server_env: WorkflowEnvironment

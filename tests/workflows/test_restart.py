@@ -108,8 +108,15 @@ def sent_kinds(db: Engine) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.devserver
 class TestWorkerRestart:
+    # The second worker also runs with the sandbox off (WORKER_WORKFLOW_SANDBOX=false): an
+    # operator who turns it off and restarts the workers keeps every exchange in flight.
+    @pytest.mark.parametrize("sandbox_after", [True, False], ids=["sandboxed", "unsandboxed"])
     async def test_new_worker_finishes_the_exchange_without_losing_or_repeating_anything(
-        self, db: Engine, session: Session, dev_server_env: WorkflowEnvironment
+        self,
+        db: Engine,
+        session: Session,
+        dev_server_env: WorkflowEnvironment,
+        sandbox_after: bool,
     ) -> None:
         # Workflow ids outlive the database on the shared dev server: exchange-1 of an earlier
         # test is still there, and starting it again would find that closed workflow.
@@ -137,7 +144,8 @@ class TestWorkerRestart:
                 )
             # Worker A is gone while the partner has yet to answer.
             before_restart = sent_kinds(db)
-            async with running_worker(client, settings, db):
+            after = settings.model_copy(update={"worker_workflow_sandbox": sandbox_after})
+            async with running_worker(client, after, db):
                 await actors.from_the_answer_to_the_survey(handle)
                 assert await handle.result() == "completed"
 

@@ -95,8 +95,8 @@ class Settings(BaseSettings):
     worker_workflow_task_pollers: int = Field(5, ge=2)
     worker_activity_task_pollers: int = Field(5, ge=1)
     # The SDK's sandbox checks at run time that workflow code stays deterministic; the tests'
-    # workers keep it whatever this says. Off, a worker spends about a tenth less CPU on an
-    # exchange and a third less memory on a cached one (README "Sizing").
+    # workers keep it whatever this says. Off, a complete exchange costs about an eighth less
+    # CPU and a cached one two fifths less of the worker's memory (README "Sizing").
     worker_workflow_sandbox: bool = True
 
     # Lifecycle timing, in days unless named otherwise; every one is divided by the time scale

@@ -94,9 +94,9 @@ class Settings(BaseSettings):
     worker_max_cached_workflows: int = Field(4000, ge=0)
     worker_workflow_task_pollers: int = Field(5, ge=2)
     worker_activity_task_pollers: int = Field(5, ge=1)
-    # The SDK's sandbox checks at run time that workflow code stays deterministic; the tests'
-    # workers keep it whatever this says. Off, a complete exchange costs about an eighth less
-    # CPU and a cached one two fifths less of the worker's memory (README "Sizing").
+    # The SDK's sandbox checks at run time that workflow code stays deterministic; the workflow
+    # tests' own workers and the replay test keep it whatever this says. Off, a complete exchange
+    # costs about an eighth less CPU and a cached one two fifths less of the worker's memory.
     worker_workflow_sandbox: bool = True
 
     # Lifecycle timing, in days unless named otherwise; every one is divided by the time scale

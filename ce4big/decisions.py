@@ -32,7 +32,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ce4big.domain import HostVerdict, Stage, VettingVerdict
-from ce4big.errors import AppError, Busy, Conflict, Forbidden, Invalid, Unavailable
+from ce4big.errors import AppError, Busy, Conflict, Forbidden, Invalid, Pending, Unavailable
 from ce4big.lifecycle import (
     INVALID_DECISION,
     REQUESTER,
@@ -105,6 +105,15 @@ def _busy() -> Busy:
     )
 
 
+def _pending() -> Pending:
+    return Pending(
+        "the exchange is busy: the decision is sent but not confirmed yet, and may still be"
+        " taken. Send the same decision again in a moment to learn its result; it is not taken"
+        " twice",
+        retry_after_seconds=BUSY_RETRY_AFTER_SECONDS,
+    )
+
+
 async def send_decision(
     *,
     client: Client,
@@ -114,9 +123,10 @@ async def send_decision(
     wait_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     in_force: InForce | None = None,
 ) -> DecisionResult:
-    """Returns once the workflow accepted the decision; raises the refusal as an AppError, and
-    Busy when the workflow does not answer within `wait_seconds` (the decision may still be
-    taken later: Temporal keeps an Update it admitted)."""
+    """Returns once the workflow accepted the decision; raises the refusal as an AppError, Busy
+    when the workflow's state cannot be read in time (nothing sent), and Pending when the Update
+    is not answered within `wait_seconds` (the decision may still be taken later: Temporal keeps
+    an Update it admitted)."""
     deadline = asyncio.get_running_loop().time() + wait_seconds
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id)
     if in_force is not None:
@@ -128,7 +138,7 @@ async def send_decision(
         remaining = max(0.001, deadline - asyncio.get_running_loop().time())
         result = await asyncio.wait_for(asyncio.shield(in_flight), remaining)
     except (TimeoutError, _TimedOut):
-        raise _busy() from None
+        raise _pending() from None
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type in REFUSALS:

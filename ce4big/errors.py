@@ -89,3 +89,11 @@ class Busy(Unavailable):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class Pending(Busy):
+    """A decision sent to the exchange's workflow that it did not answer in time. Temporal keeps
+    it, so it may still be taken: the same decision sent again learns its result, and is not
+    taken twice. Unlike Busy, "nothing was recorded" would not be true."""
+
+    code = "pending"

@@ -22,6 +22,7 @@ from temporalio.client import Client
 
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.templating import DEFAULT_SLOT_MINUTES, SLOT_MINUTES, options, render, zone_choices
+from api.web.errors import PENDING_TEXTS
 from api.web.forms import form_text
 from ce4big.db import run_in_session
 from ce4big.domain import CooperationType, MeetingMode, Outcome, Stage, SurveyOutcome, WaveOutcome
@@ -166,6 +167,7 @@ ERROR_TEXTS: dict[str, tuple[str, str]] = {
         N_("The service is busy"),
         N_("Nothing was recorded. Please try again in a minute."),
     ),
+    "pending": PENDING_TEXTS,
     "other": (N_("Something went wrong"), N_("Nothing was recorded. Please try again later.")),
 }
 # Labels of form fields, for the messages that name one.

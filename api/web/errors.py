@@ -11,6 +11,15 @@ from ce4big.i18n import N_, negotiate_language
 # Paths that are not pages of the web app.
 NOT_PAGES = ("/api/", "/docs", "/redoc", "/openapi.json", "/healthz", "/static/", "/t/", "/dev/")
 
+# A decision sent and not confirmed in time (ce4big.errors.Pending); the e-mail link pages say
+# the same.
+PENDING_TEXTS = (
+    N_("Not confirmed yet"),
+    N_(
+        "The service is busy: your answer was sent but not confirmed yet, so it may still be"
+        " taken. Send it again in a minute to see the result; it will not be taken twice."
+    ),
+)
 ERROR_TEXTS: dict[str, tuple[str, str]] = {
     "not_found": (
         N_("Page not found"),
@@ -48,6 +57,7 @@ ERROR_TEXTS: dict[str, tuple[str, str]] = {
         N_("The service is busy"),
         N_("Nothing was recorded. Please try again in a minute."),
     ),
+    "pending": PENDING_TEXTS,
     "other": (N_("Something went wrong"), N_("Nothing was recorded. Please try again later.")),
 }
 # Errors whose page says all there is to say; others also show the technical detail.

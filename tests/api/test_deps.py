@@ -1,18 +1,21 @@
-"""Connections are held only while SQL runs: a request waiting on Temporal holds none."""
+"""Connections are held only while SQL runs: a request waiting on Temporal holds none. A
+decision Temporal has not answered in time is said to be on its way, not lost."""
 
 import asyncio
+import re
 from typing import Any, cast
 
 import httpx
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 from temporalio.client import Client
 
 from api.main import create_app
 from ce4big.domain import CooperationType, Stage
 from ce4big.lifecycle import DecisionResult
-from ce4big.models import Exchange
+from ce4big.models import Exchange, User, utcnow
 from ce4big.settings import Settings
+from ce4big.websessions import redeem_sign_in_link, request_sign_in
 from tests.api.conftest import ClientFactory
 from tests.conftest import make_settings
 from tests.factories import add_organisation, user_with_token
@@ -25,6 +28,7 @@ class SlowUpdates:
     def __init__(self) -> None:
         self.started = asyncio.Event()
         self.release = asyncio.Event()
+        self.updates = 0
 
     def get_workflow_handle(self, workflow_id: str) -> "SlowUpdates":
         return self
@@ -33,6 +37,7 @@ class SlowUpdates:
         return {"stage": "vetting", "waiting_on": ["home_broker"]}
 
     async def execute_update(self, update: str, argument: Any, **_: Any) -> DecisionResult:
+        self.updates += 1
         self.started.set()
         await self.release.wait()
         return DecisionResult(stage=Stage.MATCHING)
@@ -110,3 +115,64 @@ class TestConnectionPool:
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "2"
         assert response.json()["error"]["code"] == "unavailable"
+
+
+def slow_temporal_settings(db: Engine) -> Settings:
+    return make_settings(db.url.render_as_string(hide_password=False), temporal_timeout_seconds=0.3)
+
+
+class TestDecisionNotConfirmedInTime:
+    async def test_the_api_says_it_may_still_be_taken_and_a_retry_sends_it_once(
+        self, db: Engine, session: Session, api_client: ClientFactory
+    ) -> None:
+        exchange_id, _, broker_token = vetting_exchange(session)
+        temporal = SlowUpdates()
+        path = f"/api/v1/exchanges/{exchange_id}/vetting"
+        headers = {"Authorization": f"Bearer {broker_token}"}
+        async with api_client(slow_temporal_settings(db), cast(Client, temporal)) as client:
+            waited = await client.post(path, json={"decision": "approve"}, headers=headers)
+            retried = await client.post(path, json={"decision": "approve"}, headers=headers)
+            temporal.release.set()
+        for answer in (waited, retried):
+            assert answer.status_code == 503 and answer.headers["Retry-After"]
+            error = answer.json()["error"]
+            assert error["code"] == "pending"
+            assert "not confirmed yet, and may still be taken" in error["message"]
+        # The retry joined the Update in flight: one decision reached the workflow.
+        assert temporal.updates == 1
+
+    async def test_the_broker_page_does_not_say_nothing_was_recorded(
+        self, db: Engine, session: Session, api_client: ClientFactory
+    ) -> None:
+        exchange_id, _, _ = vetting_exchange(session)
+        settings = slow_temporal_settings(db)
+        broker = session.exec(select(User).where(User.email == "broker@biowin.example")).one()
+        broker.language = "en"
+        session.add(broker)
+        ticket = request_sign_in(
+            session=session,
+            email="broker@biowin.example",
+            client="test",
+            settings=settings,
+            now=utcnow(),
+        )
+        assert ticket is not None
+        opened = redeem_sign_in_link(
+            session=session, plain=ticket.token, settings=settings, now=utcnow()
+        )
+        session.commit()
+        temporal = SlowUpdates()
+        path = f"/exchanges/{exchange_id}/vet"
+        async with api_client(settings, cast(Client, temporal)) as client:
+            client.cookies.set("ce4big_session", opened.cookie)
+            form = await client.get(path)
+            token = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', form.text)
+            assert token is not None, form.text
+            answer = await client.post(
+                path, data={"decision": "approve", "csrf_token": token.group(1)}
+            )
+            temporal.release.set()
+        assert answer.status_code == 503
+        assert "Not confirmed yet" in answer.text and "may still be taken" in answer.text
+        assert "Nothing was recorded" not in answer.text
+        assert temporal.updates == 1

@@ -27,7 +27,7 @@ from ce4big.decisions import (
     vetting_recorded,
 )
 from ce4big.domain import HostVerdict, MeetingMode, Stage, VettingVerdict
-from ce4big.errors import Busy
+from ce4big.errors import Busy, Pending
 from ce4big.lifecycle import (
     Actor,
     Amendment,
@@ -50,15 +50,19 @@ SLOT = SlotData("2026-04-01T09:00:00+02:00", "2026-04-01T10:00:00+02:00")
 class Workflow:
     """A workflow handle that answers the state query and records the Updates it gets."""
 
-    def __init__(self, state: dict[str, Any], *, delay: float = 0.0) -> None:
+    def __init__(
+        self, state: dict[str, Any], *, delay: float = 0.0, query_delay: float = 0.0
+    ) -> None:
         self.state = state
         self.delay = delay
+        self.query_delay = query_delay
         self.updates: list[str] = []
 
     def get_workflow_handle(self, workflow_id: str) -> "Workflow":
         return self
 
     async def query(self, query: str, **_: Any) -> dict[str, Any]:
+        await asyncio.sleep(self.query_delay)
         return self.state
 
     async def execute_update(self, update: str, argument: Any, **_: Any) -> DecisionResult:
@@ -89,13 +93,21 @@ class TestSendDecision:
         result = await decide(workflow, in_force=lambda state: False)
         assert result.detail == "" and workflow.updates == ["vet"]
 
-    async def test_a_workflow_that_does_not_answer_in_time_is_busy(self) -> None:
+    async def test_an_update_not_answered_in_time_is_pending(self) -> None:
         workflow = Workflow({"stage": "vetting"}, delay=30)
         started = time.monotonic()
-        with pytest.raises(Busy) as busy:
+        with pytest.raises(Pending) as pending:
             await decide(workflow, wait_seconds=0.2)
         assert time.monotonic() - started < 2
-        assert busy.value.status_code == 503 and busy.value.headers()["Retry-After"]
+        assert pending.value.status_code == 503 and pending.value.headers()["Retry-After"]
+        assert pending.value.code == "pending" and workflow.updates == ["vet"]
+
+    async def test_a_state_not_read_in_time_is_busy_and_sends_nothing(self) -> None:
+        workflow = Workflow({"stage": "vetting"}, query_delay=30)
+        with pytest.raises(Busy) as busy:
+            await decide(workflow, wait_seconds=0.2, in_force=lambda state: False)
+        assert not isinstance(busy.value, Pending) and busy.value.code == "unavailable"
+        assert workflow.updates == []
 
     async def test_the_same_decision_again_while_in_flight_joins_its_update(self) -> None:
         workflow = Workflow({"stage": "vetting"}, delay=0.3)

@@ -2,21 +2,19 @@
 decision Temporal has not answered in time is said to be on its way, not lost."""
 
 import asyncio
-import re
 from typing import Any, cast
 
 import httpx
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 from temporalio.client import Client
 
 from api.main import create_app
 from ce4big.domain import CooperationType, Stage
 from ce4big.lifecycle import DecisionResult
-from ce4big.models import Exchange, User, utcnow
+from ce4big.models import Exchange
 from ce4big.settings import Settings
-from ce4big.websessions import redeem_sign_in_link, request_sign_in
-from tests.api.conftest import ClientFactory
+from tests.api.conftest import CSRF, ClientFactory, sign_in
 from tests.conftest import make_settings
 from tests.factories import add_organisation, user_with_token
 
@@ -146,27 +144,12 @@ class TestDecisionNotConfirmedInTime:
     ) -> None:
         exchange_id, _, _ = vetting_exchange(session)
         settings = slow_temporal_settings(db)
-        broker = session.exec(select(User).where(User.email == "broker@biowin.example")).one()
-        broker.language = "en"
-        session.add(broker)
-        ticket = request_sign_in(
-            session=session,
-            email="broker@biowin.example",
-            client="test",
-            settings=settings,
-            now=utcnow(),
-        )
-        assert ticket is not None
-        opened = redeem_sign_in_link(
-            session=session, plain=ticket.token, settings=settings, now=utcnow()
-        )
-        session.commit()
         temporal = SlowUpdates()
         path = f"/exchanges/{exchange_id}/vet"
         async with api_client(settings, cast(Client, temporal)) as client:
-            client.cookies.set("ce4big_session", opened.cookie)
+            sign_in(client, session, settings, "broker@biowin.example")
             form = await client.get(path)
-            token = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', form.text)
+            token = CSRF.search(form.text)
             assert token is not None, form.text
             answer = await client.post(
                 path, data={"decision": "approve", "csrf_token": token.group(1)}

@@ -19,6 +19,7 @@ from ce4big.settings import Settings
 from ce4big.users import set_user_active
 from ce4big.websessions import request_sign_in
 from emails.signin import SignInMailer
+from tests.api.conftest import CSRF
 from tests.conftest import make_settings
 from tests.emails.mailserver import RecordingHandler, smtp_server
 from tests.factories import add_organisation, user_with_token
@@ -26,7 +27,6 @@ from tests.polling import eventually
 
 EVA = "eva@bm-sme.example"
 LINK = re.compile(r"http://testserver/login/([A-Za-z0-9_-]+)")
-CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
 
 @dataclass

@@ -13,10 +13,10 @@ from temporalio.testing import WorkflowEnvironment
 from bench.drive import REQUEST
 from ce4big.models import Exchange, ExchangeCandidate, ExchangeEvent, ExchangeStage, User, utcnow
 from ce4big.websessions import redeem_sign_in_link, request_sign_in
+from tests.api.conftest import CSRF
 from tests.api.world import World, running_world
 from tests.polling import eventually
 
-CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 TITLE = str(REQUEST["title"])
 EMAILS = {
     "sme": "anna@meuse-kinase.example",

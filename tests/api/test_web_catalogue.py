@@ -10,14 +10,12 @@ from sqlmodel import Session, select
 
 from ce4big.catalogue.csvio import parse_catalogue_csv
 from ce4big.catalogue.store import upsert_organisations
-from ce4big.models import Organisation, utcnow
+from ce4big.models import Organisation
 from ce4big.settings import Settings
-from ce4big.websessions import redeem_sign_in_link, request_sign_in
-from tests.api.conftest import ClientFactory
+from tests.api.conftest import CSRF, ClientFactory, sign_in
 from tests.ce4big.catalogue.samples import csv_text, row
 from tests.factories import add_organisation, user_with_token
 
-CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 BROKER = "broker@biom.example"
 SME = "sme@bm-sme.example"
 ROWS = [
@@ -64,22 +62,6 @@ async def open_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with api_client(settings) as client:
         yield client
-
-
-def sign_in(client: httpx.AsyncClient, session: Session, settings: Settings, email: str) -> None:
-    ticket = request_sign_in(
-        session=session, email=email, client="test", settings=settings, now=utcnow()
-    )
-    assert ticket is not None
-    # English pages, whatever the cluster's language.
-    ticket.user.language = "en"
-    session.add(ticket.user)
-    opened = redeem_sign_in_link(
-        session=session, plain=ticket.token, settings=settings, now=utcnow()
-    )
-    session.commit()
-    client.cookies.clear()
-    client.cookies.set("ce4big_session", opened.cookie)
 
 
 @pytest.fixture

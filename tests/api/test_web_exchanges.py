@@ -20,13 +20,12 @@ from bench.drive import REQUEST
 from ce4big.models import Exchange, ExchangeCandidate, ExchangeStage, utcnow
 from ce4big.settings import Settings
 from ce4big.websessions import redeem_sign_in_link, request_sign_in
-from tests.api.conftest import ClientFactory
+from tests.api.conftest import CSRF, ClientFactory
 from tests.api.test_exchanges import UnreachableTemporal, approved
 from tests.api.world import World, running_world
 from tests.factories import add_organisation, user_with_token
 from tests.polling import INTERVAL_SECONDS, TIMEOUT_SECONDS, eventually
 
-CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 LINK = re.compile(r"^http://testserver/t/(\S+?)\r?$", re.MULTILINE)
 EMAILS = {
     "sme": "anna@meuse-kinase.example",
